@@ -316,7 +316,8 @@ def raise_for_failures(report: AuditReport) -> None:
     failures = report.failures()
     if not failures:
         return
-    ptx = any(f.ptx_only for f in report.files)
+    failing = [f for f in report.files if f.missing]
+    ptx = bool(failing) and all(f.missing == f.ptx_only for f in failing)
     first = failures[0] if len(failures) == 1 else f"{failures[0]} (and {len(failures) - 1} more: {'; '.join(failures[1:4])}{' ...' if len(failures) > 4 else ''})"
     wanted = ";".join(report.required_archs)
     hint = (
@@ -325,11 +326,10 @@ def raise_for_failures(report: AuditReport) -> None:
         if ptx
         else f"rebuild with SASS for {wanted} (TORCH_CUDA_ARCH_LIST / CMAKE_CUDA_ARCHITECTURES / -gencode code=sm_N); `invoke inspect` lists what the binary holds"
     )
-    failing = [f for f in report.files if f.missing]
     if not failing:
         error_id = "audit.no-device-code"
         hint = "the build came out without CUDA; check that the CUDA toolkit was found and the arch list was passed"
-    elif all(f.missing == f.ptx_only for f in failing):
+    elif ptx:
         error_id = "audit.ptx-only"
     else:
         error_id = "audit.missing-sass"

@@ -14,13 +14,13 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from packaging.version import Version
 
-from .errors import PatchError, SourceError
+from .errors import PatchError, SourceError, WheelforgeError
 from .extract import extract_archive
 from .recipe import Recipe
 from .sources import Echo, FetchedSource, checkout, default_echo, fetch, git_env, run
@@ -206,7 +206,6 @@ class SeriesResult:
     patches: tuple[tuple[str, str], ...] = ()
     error: str = ""
     hint: str = ""
-    extra: Mapping[str, str] = field(default_factory=dict)
 
 
 def check_series(
@@ -224,8 +223,8 @@ def check_series(
                 pin = recipe.pin(version)
                 fetched = fetch(recipe.resolve_source(pin), cache_dir=cache_dir, offline=offline, mirrors=mirrors, progress=progress, echo=echo)
                 prepared = prepare_tree(fetched, recipe, version, tmp, echo=echo)
-                shutil.rmtree(prepared.path.parent if prepared.path.parent != Path(tmp) else prepared.path, ignore_errors=True)
+                shutil.rmtree(Path(tmp) / prepared.path.relative_to(tmp).parts[0], ignore_errors=True)
                 results.append(SeriesResult(version, True, prepared.patches))
-            except (PatchError, SourceError) as exc:
+            except WheelforgeError as exc:  # a bad version must not hide the report of the others
                 results.append(SeriesResult(version, False, error=exc.render().splitlines()[0], hint=exc.hint or ""))
     return results

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import subprocess
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -23,7 +24,14 @@ from .errors import SourceError
 
 
 def is_git_checkout(path: Path) -> bool:
-    return (path / ".git").exists()
+    """True for the top of a working git checkout; a stray or broken ``.git`` makes a plain folder."""
+    if not (path / ".git").exists():
+        return False
+    from .sources import git_env
+
+    proc = subprocess.run(["git", "-C", str(path), "rev-parse", "--show-toplevel"], env=git_env(),
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    return proc.returncode == 0 and Path(proc.stdout.strip()).resolve() == path.resolve()
 
 
 def tracked_files(path: Path, *, echo: Callable[[str], None] | None = None) -> tuple[list[str], dict[str, str]]:

@@ -1,0 +1,57 @@
+"""What each task does once its flags are parsed: call the library, print the result.
+
+``tasks.py`` calls these; they never import invoke and never exit the process: errors
+propagate as :class:`wheelforge.errors.WheelforgeError` to the task edge.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from .config import Settings, find_pyproject, read_pyproject, resolve_settings
+
+
+def settings_from(flags: Mapping[str, Any]) -> Settings:
+    return resolve_settings(flags, env=os.environ, pyproject=read_pyproject(find_pyproject()))
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+# --------------------------------------------------------------------------- toolchain
+
+
+def show_toolchain(settings: Settings, *, as_json: bool = False) -> None:
+    from . import toolchain as tc
+
+    found = tc.detect_all()
+    chosen = tc.select(found, settings.target.cuda)
+    tc.check_host_compiler(chosen)
+    if as_json:
+        _print_json({"requested": settings.target.cuda, "selected": chosen.to_json(), "found": [f.to_json() for f in found]})
+        return
+    from rich.table import Table
+
+    t = Table(title=f"toolchain for CUDA {settings.target.cuda}", show_header=False)
+    t.add_row("nvcc", f"{chosen.nvcc} (CUDA {chosen.cuda_version}, {chosen.cuda_home})")
+    t.add_row("targets", " ".join(a for a in chosen.nvcc_archs if a.startswith("compute_")).replace("compute_", "") or "-")
+    hc = chosen.host_compiler
+    ok = {True: "accepted", False: "REJECTED", None: "unknown"}[chosen.host_compiler_ok]
+    t.add_row("host compiler", f"{hc.path} {hc.version} ({ok}; CUDA {chosen.cuda_version} takes GCC <= {chosen.host_compiler_limit})" if hc else "not found")
+    for name in ("cmake", "ninja", "ccache", "sccache"):
+        tool = getattr(chosen, name)
+        t.add_row(name, f"{tool.path} {tool.version}" if tool else "not found")
+    t.add_row("driver", chosen.driver_version or "no nvidia-smi")
+    t.add_row("GPUs", ", ".join(f"{g.name} (sm_{g.capability.replace('.', '')})" for g in chosen.gpus) or "none")
+    _console().print(t)
