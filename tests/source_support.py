@@ -95,7 +95,7 @@ def write_recipe(root: Path, name: str, versions: dict[str, str], patches: list[
     (root / "recipes").mkdir(parents=True, exist_ok=True)
     lines = [
         f'name = "{name}"', 'kind = "pep517"', "ram_per_job_gb = 1", f'test_module = "{name}"',
-        f'default_version = "{next(iter(versions))}"',
+        f'default_version = "{next(iter(versions))}"', "[env]", "[build]",
     ]
     for file, when in patches or []:
         lines += ["[[patches]]", f'file = "{file}"', f'when = "{when}"']

@@ -217,10 +217,13 @@ class AuditReport:
         console = Console(file=buf, width=width, no_color=True, color_system=None, highlight=False)
         console.print(table)
         verdict = "PASS" if self.ok else "FAIL"
-        console.print(f"{verdict}: {len(self.device_files)} of {len(self.files)} ELF files carry device code; SASS found: {', '.join(self.archs_found) or 'none'}")
+        found = ", ".join(self.archs_found) or "none"
+        console.print(
+            f"{verdict}: {len(self.device_files)} of {len(self.files)} ELF files carry device code; SASS: {found}"
+        )
         for msg in self.failures():
             console.print(f"  {msg}")
-        return buf.getvalue()
+        return "\n".join(line.rstrip() for line in buf.getvalue().splitlines()) + "\n"
 
 
 def _arch_sort_key(name: str) -> tuple[int, str]:
@@ -254,17 +257,23 @@ def _iter_wheel(path: Path) -> Iterator[tuple[str, list[FatbinEntry], int]]:
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise AuditError("audit.bad-wheel", f"{path}: not a readable wheel/zip ({exc})", "rebuild the wheel or check the path") from exc
+        raise AuditError(
+            "audit.bad-wheel", f"{path}: not a readable wheel/zip ({exc})", "rebuild the wheel or check the path"
+        ) from exc
+    # Wheels often hold the same library several times (libfoo.so, .so.0, .so.0.1): read each content once.
+    seen: dict[tuple[int, int], list[FatbinEntry]] = {}
     with zf:
         for info in sorted(zf.infolist(), key=lambda i: i.filename):
             if info.is_dir() or info.file_size < 64:
                 continue
-            with zf.open(info) as fh:
-                if fh.read(4) != ELF_MAGIC:
-                    continue
-            # ELF needs random access; a member is read whole (one at a time).
-            data = zf.read(info)
-            yield info.filename, list_entries_from_bytes(data, f"{path.name}!{info.filename}"), info.file_size
+            key = (info.CRC, info.file_size)
+            if key not in seen:
+                with zf.open(info) as fh:
+                    if fh.read(4) != ELF_MAGIC:
+                        continue
+                # ELF needs random access; a member is read whole (one at a time).
+                seen[key] = list_entries_from_bytes(zf.read(info), f"{path.name}!{info.filename}")
+            yield info.filename, seen[key], info.file_size
 
 
 def _iter_dir(root: Path) -> Iterator[tuple[str, list[FatbinEntry], int]]:
@@ -286,7 +295,9 @@ def _iter_dir(root: Path) -> Iterator[tuple[str, list[FatbinEntry], int]]:
             yield str(p.relative_to(root)), list_entries(p), st.st_size
 
 
-def audit_path(path: str | os.PathLike[str], required_archs: Sequence[str] = (), *, require_device_code: bool = False) -> AuditReport:
+def audit_path(
+    path: str | os.PathLike[str], required_archs: Sequence[str] = (), *, require_device_code: bool = False
+) -> AuditReport:
     """Audit a ``.whl``, a single ELF file or a directory against ``required_archs`` ("90", "120a", ...).
 
     ``require_device_code``: also fail when no ELF file carries device code at all
@@ -294,7 +305,9 @@ def audit_path(path: str | os.PathLike[str], required_archs: Sequence[str] = (),
     """
     p = Path(path)
     wanted = [parse_arch(a) for a in required_archs]
-    report = AuditReport(target=str(p), required_archs=tuple(w.canonical for w in wanted), require_device_code=require_device_code)
+    report = AuditReport(
+        target=str(p), required_archs=tuple(w.canonical for w in wanted), require_device_code=require_device_code
+    )
     if not p.exists():
         raise AuditError("audit.not-found", f"{p}: no such file or directory", "pass a .whl, a .so or a directory")
     if p.is_dir():
@@ -304,7 +317,11 @@ def audit_path(path: str | os.PathLike[str], required_archs: Sequence[str] = (),
     else:
         with open(p, "rb") as fh:
             if fh.read(4) != ELF_MAGIC:
-                raise AuditError("audit.not-elf", f"{p}: neither a wheel, an ELF file nor a directory", "pass a .whl, a .so or a directory")
+                raise AuditError(
+                    "audit.not-elf",
+                    f"{p}: neither a wheel, an ELF file nor a directory",
+                    "pass a .whl, a .so or a directory",
+                )
         items = [(str(p), list_entries(p), p.stat().st_size)]
     for rel, entries, size in items:
         report.files.append(judge(rel, entries, wanted, size))
@@ -318,25 +335,36 @@ def raise_for_failures(report: AuditReport) -> None:
         return
     failing = [f for f in report.files if f.missing]
     ptx = bool(failing) and all(f.missing == f.ptx_only for f in failing)
-    first = failures[0] if len(failures) == 1 else f"{failures[0]} (and {len(failures) - 1} more: {'; '.join(failures[1:4])}{' ...' if len(failures) > 4 else ''})"
+    first = failures[0]
+    if len(failures) > 1:
+        more = "; ".join(failures[1:4]) + (" ..." if len(failures) > 4 else "")
+        first = f"{first} (and {len(failures) - 1} more: {more})"
     wanted = ";".join(report.required_archs)
-    hint = (
-        f"build for the requested archs as real SASS targets (e.g. TORCH_CUDA_ARCH_LIST / CMAKE_CUDA_ARCHITECTURES with {wanted}, "
-        "'-real' or 'code=sm_N' rather than PTX only)"
-        if ptx
-        else f"rebuild with SASS for {wanted} (TORCH_CUDA_ARCH_LIST / CMAKE_CUDA_ARCHITECTURES / -gencode code=sm_N); `invoke inspect` lists what the binary holds"
-    )
     if not failing:
         error_id = "audit.no-device-code"
-        hint = "the build came out without CUDA; check that the CUDA toolkit was found and the arch list was passed"
+        hint = "the build came out without CUDA; check that the toolkit was found and the arch list reached the build"
     elif ptx:
         error_id = "audit.ptx-only"
+        hint = (
+            f"compile {wanted} to SASS, not only PTX: code=sm_N in -gencode, "
+            "'N-real' in CMAKE_CUDA_ARCHITECTURES, 'X.Y' (not only '+PTX') in TORCH_CUDA_ARCH_LIST"
+        )
     else:
         error_id = "audit.missing-sass"
+        hint = (
+            f"rebuild with SASS for {wanted} (TORCH_CUDA_ARCH_LIST / CMAKE_CUDA_ARCHITECTURES / -gencode code=sm_N); "
+            "`invoke inspect` lists what each binary holds"
+        )
     raise AuditError(error_id, first, hint)
 
 
-def inspect(paths: Sequence[str | os.PathLike[str]], required_archs: Sequence[str] = (), as_json: bool = False, *, require_device_code: bool = False) -> tuple[list[AuditReport], str]:
+def inspect(
+    paths: Sequence[str | os.PathLike[str]],
+    required_archs: Sequence[str] = (),
+    as_json: bool = False,
+    *,
+    require_device_code: bool = False,
+) -> tuple[list[AuditReport], str]:
     """What ``invoke inspect <wheel|.so|dir>... [--arch A] [--json]`` prints: reports and their text."""
     reports = [audit_path(p, required_archs, require_device_code=require_device_code) for p in paths]
     if as_json:

@@ -55,3 +55,20 @@ def show_toolchain(settings: Settings, *, as_json: bool = False) -> None:
     t.add_row("driver", chosen.driver_version or "no nvidia-smi")
     t.add_row("GPUs", ", ".join(f"{g.name} (sm_{g.capability.replace('.', '')})" for g in chosen.gpus) or "none")
     _console().print(t)
+
+
+# --------------------------------------------------------------------------- audit
+
+
+def inspect_path(settings: Settings, path: str, *, as_json: bool = False) -> None:
+    """List device code per binary and check it against the target's archs (flag, env, pyproject or 12.0)."""
+    from .arch import expected_sass
+    from .audit import inspect
+    from .errors import AuditError
+
+    reports, text = inspect([path], expected_sass(settings.target.archs), as_json=as_json)
+    sys.stdout.write(text + "\n")
+    failures = [f for r in reports for f in r.failures()]
+    if failures:
+        raise AuditError("audit.failed", f"{path}: {failures[0]}" + (f" (+{len(failures) - 1} more)" if len(failures) > 1 else ""),
+                         "rebuild for the missing archs, or pass --arch with the archs you need")

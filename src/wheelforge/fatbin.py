@@ -120,10 +120,14 @@ def list_entries(path: str | os.PathLike[str], *, include_relocatable: bool = Fa
             with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
                 return _list(buf, str(path), include_relocatable)
     except OSError as exc:
-        raise AuditError("audit.unreadable", f"{path}: cannot read: {exc.strerror or exc}", "check the path and its permissions") from exc
+        raise AuditError(
+            "audit.unreadable", f"{path}: cannot read: {exc.strerror or exc}", "check the path and its permissions"
+        ) from exc
 
 
-def list_entries_from_bytes(data: bytes | bytearray | memoryview, name: str, *, include_relocatable: bool = False) -> list[FatbinEntry]:
+def list_entries_from_bytes(
+    data: bytes | bytearray | memoryview, name: str, *, include_relocatable: bool = False
+) -> list[FatbinEntry]:
     """Like :func:`list_entries` for a file already in memory (a wheel member); ``name`` is used in errors."""
     if not is_elf(bytes(data[:4])):
         return []
@@ -162,7 +166,7 @@ def _find_sections(buf, name: str, wanted: list[str]) -> dict[str, tuple[int, in
         if start + size > len(buf):
             raise AuditError(
                 "audit.corrupt-fatbin",
-                f"{name}: section {sec_name} at offset {start:#x} runs past the end of the file ({start + size:#x} > {len(buf):#x})",
+                f"{name}: section {sec_name} at offset {start:#x} ends at {start + size:#x}, past the end of the file",
                 "the file is truncated; rebuild or re-download it",
             )
     return found

@@ -336,7 +336,7 @@ def render_page(files: list[IndexFile], generated_at: str) -> str:
             f'<td data-label="Verify" class="v-{_attr(verify.replace(" ", "-"))}">{e(verify)}</td>'
             f'<td data-label="Size" data-sort="{f.size}">{_human_size(f.size)}</td>'
             f'<td data-label="Built" data-sort="{_attr(f.built_at or "")}">{e((f.built_at or "")[:16].replace("T", " "))}</td>'
-            f'<td data-label="Files">{" · ".join(links)}</td>'
+            f'<td data-label="Files"><span class="links">{" · ".join(links)}</span></td>'
             "</tr>\n"
         )
     template = _page_asset("index.html").decode("utf-8")

@@ -123,7 +123,7 @@ def _copy_local(src: Path, dest: Path, echo: Echo) -> None:
     from .treehash import is_git_checkout, plain_files, tracked_files
 
     echo(f"# copy {src} -> {dest}")
-    rels = tracked_files(src, echo=echo)[0] if is_git_checkout(src) else plain_files(src)
+    rels = tracked_files(src, echo=echo)[0] if is_git_checkout(src, echo=echo) else plain_files(src)
     dest.mkdir(parents=True)
     for rel in rels:
         s, d = src / rel, dest / rel
@@ -136,8 +136,8 @@ def _copy_local(src: Path, dest: Path, echo: Echo) -> None:
             shutil.copy2(s, d)
 
 
-def apply_patch(tree: Path, patch: Path, *, label: str, echo: Echo) -> None:
-    """``git apply --check`` then ``git apply`` of one patch inside ``tree``."""
+def check_patch_paths(patch: Path, label: str) -> str:
+    """Refuse a patch that names a path outside the tree (before git sees it); return its text."""
     text = patch.read_text(encoding="utf-8", errors="replace")
     paths = patch_paths(text)
     if not paths:
@@ -148,6 +148,12 @@ def apply_patch(tree: Path, patch: Path, *, label: str, echo: Echo) -> None:
                 "patch.outside-tree", f"patch {patch.name} ({label}) touches {p!r} outside the source tree: refused ({reason})",
                 "patches may only change files inside the source; regenerate it from the tree root",
             )
+    return text
+
+
+def apply_patch(tree: Path, patch: Path, *, label: str, echo: Echo) -> None:
+    """``git apply --check`` then ``git apply`` of one patch inside ``tree``."""
+    text = check_patch_paths(patch, label)
     # The ceiling stops git from finding an enclosing repository above the tree: inside one,
     # `git apply` run from a subfolder silently skips paths outside that subfolder.
     env = git_env({"GIT_CEILING_DIRECTORIES": str(tree.parent)})
@@ -168,11 +174,13 @@ def prepare_tree(
     fetched: FetchedSource, recipe: Recipe, version: str, work_dir: str | os.PathLike[str], *, echo: Echo | None = None,
 ) -> PreparedSource:
     """A fresh, patched copy of ``fetched`` under ``work_dir``; the cache is only read."""
-    echo = echo or default_echo
+    echo = default_echo if echo is None else echo
     work_dir = Path(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    digests = patch_digests(recipe, version)  # fail early on a missing patch file
+    digests = patch_digests(recipe, version)  # fail early on a missing patch file ...
     label = f"{recipe.name} {version}"
+    for ref in recipe.patches_for(version):
+        check_patch_paths(recipe.patch_dir / ref.file, label)  # ... or an unsafe one, before writing anything
+    work_dir.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f"{recipe.name}-{version}-", suffix=".partial", dir=work_dir))
     try:
         if fetched.kind in ("archive", "sdist"):
@@ -214,7 +222,7 @@ def check_series(
     progress: bool = True, echo: Echo | None = None,
 ) -> list[SeriesResult]:
     """Fetch each version and apply its series to a throw-away copy; one result per version (never raises for a version)."""
-    echo = echo or default_echo
+    echo = default_echo if echo is None else echo
     versions = list(versions) if versions else sorted(recipe.versions, key=Version)
     results = []
     with tempfile.TemporaryDirectory(prefix="wheelforge-patch-check-", dir=work_dir) as tmp:

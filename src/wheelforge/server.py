@@ -40,8 +40,7 @@ _TYPES = {
     ".metadata": "text/plain; charset=utf-8",  # PEP 658 does not fix one; this lets browsers show it
     ".whl": "application/octet-stream",
 }
-_HTML_TYPES = (SIMPLE_HTML, "text/html")
-_JSON_TYPES = (SIMPLE_JSON,)
+TEXT_HTML = "text/html; charset=utf-8"
 
 
 @dataclass(frozen=True)
@@ -62,13 +61,14 @@ class Page:
 
 
 def negotiate(accept: str | None, has_json: bool = True) -> str | None:
-    """Pick ``"html"`` or ``"json"`` from an Accept header by q-value; None means 406.
+    """The Content-Type to answer an Accept header with, by q-value; None means 406.
 
     HTML wins ties and a missing header (PEP 691: the default stays HTML for old clients).
     """
     if not accept or not accept.strip():
-        return "html"
-    best: tuple[float, int, str] | None = None
+        return TEXT_HTML
+    best: tuple[float, int, int] | None = None
+    chosen: str | None = None
     for order, part in enumerate(accept.split(",")):
         fields = [x.strip() for x in part.split(";")]
         mtype = fields[0].lower()
@@ -82,22 +82,21 @@ def negotiate(accept: str | None, has_json: bool = True) -> str | None:
                     q = 0.0
         if q <= 0:
             continue
-        if mtype in _JSON_TYPES or mtype == "application/vnd.pypi.simple.latest+json":
-            kind = "json" if has_json else None
-        elif mtype in _HTML_TYPES or mtype in ("application/vnd.pypi.simple.latest+html", "*/*", "text/*"):
-            kind = "html"
-        elif mtype == "application/*":
-            kind = "json" if has_json else None
+        if mtype in (SIMPLE_JSON, "application/vnd.pypi.simple.latest+json"):
+            answer = SIMPLE_JSON if has_json else None
+        elif mtype in (SIMPLE_HTML, "application/vnd.pypi.simple.latest+html"):
+            answer = SIMPLE_HTML
+        elif mtype in ("text/html", "text/*", "*/*"):
+            answer = TEXT_HTML
         else:
-            kind = None
-        if kind is None:
+            answer = None
+        if answer is None:
             continue
         # Higher q wins; among equals HTML first, then the client's order.
-        rank = (q, 1 if kind == "html" else 0, -order)
-        if best is None or rank > best[:2] + (best[2],) and rank > (best[0], best[1], best[2]):
-            best = (q, rank[1], rank[2])
-            chosen = kind
-    return None if best is None else chosen
+        rank = (q, 0 if answer == SIMPLE_JSON else 1, -order)
+        if best is None or rank > best:
+            best, chosen = rank, answer
+    return chosen
 
 
 class Tree:
@@ -206,15 +205,12 @@ class App:
                 for k, v in scope["headers"]:
                     if k == b"accept":
                         accept = v.decode("latin-1") if accept is None else accept + "," + v.decode("latin-1")
-                kind = negotiate(accept)
-                if kind is None:
+                ctype = negotiate(accept)
+                if ctype is None:
                     await self._send(send, 406, f"acceptable: {SIMPLE_JSON}, {SIMPLE_HTML}, text/html\n".encode(), "text/plain; charset=utf-8", head=head, vary=True)
                     return
-                if kind == "json":
-                    await self._send(send, 200, page.json.body or b"", SIMPLE_JSON, head=head, vary=True)
-                else:
-                    ctype = SIMPLE_HTML if accept and SIMPLE_HTML in accept and "text/html" not in accept else "text/html; charset=utf-8"
-                    await self._send(send, 200, page.html.body or b"", ctype, head=head, vary=True)
+                res = page.json if ctype == SIMPLE_JSON else page.html
+                await self._send(send, 200, res.body or b"", ctype, head=head, vary=True)
                 return
             await self._send(send, 200, page.html.body or b"", page.html.content_type, head=head)
             return

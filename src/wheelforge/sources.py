@@ -168,7 +168,7 @@ def fetch(
     and fails naming the missing entry.  ``mirrors`` maps URL prefixes to
     replacement prefixes (``[tool.wheelforge.mirrors]``).
     """
-    echo = echo or default_echo
+    echo = default_echo if echo is None else echo
     root = sources_dir(cache_dir)
     if isinstance(source, PathSource):
         from .treehash import hash_tree
@@ -579,7 +579,7 @@ def checkout(fetched: FetchedSource, dest: Path, *, echo: Echo | None = None) ->
     mirrors with ``url.<mirror>.insteadOf`` (passed down to nested clones by
     ``git -c``), which keeps the checkout offline.
     """
-    echo = echo or default_echo
+    echo = default_echo if echo is None else echo
     if fetched.kind != "git" or fetched.commit is None:
         raise SourceError("source.not-git", f"{fetched.path} is not a git source", "use extract_archive for archives")
     env = git_env()

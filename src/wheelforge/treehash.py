@@ -16,30 +16,28 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-import subprocess
 from pathlib import Path
 from typing import Callable, Iterable
 
 from .errors import SourceError
 
 
-def is_git_checkout(path: Path) -> bool:
+def is_git_checkout(path: Path, *, echo: Callable[[str], None] | None = None) -> bool:
     """True for the top of a working git checkout; a stray or broken ``.git`` makes a plain folder."""
     if not (path / ".git").exists():
         return False
-    from .sources import git_env
+    from .sources import default_echo, run
 
-    proc = subprocess.run(["git", "-C", str(path), "rev-parse", "--show-toplevel"], env=git_env(),
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    proc = run(["git", "-C", str(path), "rev-parse", "--show-toplevel"], echo=default_echo if echo is None else echo, check=False)
     return proc.returncode == 0 and Path(proc.stdout.strip()).resolve() == path.resolve()
 
 
 def tracked_files(path: Path, *, echo: Callable[[str], None] | None = None) -> tuple[list[str], dict[str, str]]:
     """Files git tracks in ``path`` (submodules recursed), and gitlinks of submodules not checked out."""
-    from .sources import git_env, run
+    from .sources import default_echo, run
 
     proc = run(["git", "-C", str(path), "ls-files", "-s", "-z", "--recurse-submodules"],
-               echo=echo or (lambda _l: None), env=git_env(), check=False)
+               echo=default_echo if echo is None else echo, check=False)
     if proc.returncode != 0:
         raise SourceError(
             "source.git-ls-files", f"{path}: git ls-files failed: {proc.stderr.strip().splitlines()[-1:]}",
@@ -97,7 +95,7 @@ def hash_tree(path: str | os.PathLike[str], *, echo: Callable[[str], None] | Non
     root = Path(path)
     if not root.is_dir():
         raise SourceError("source.path-missing", f"source folder {root} does not exist", "pass an existing folder to --source")
-    if is_git_checkout(root):
+    if is_git_checkout(root, echo=echo):
         rels, links = tracked_files(root, echo=echo)
         return hash_files(root, rels, links)
     return hash_files(root, plain_files(root))

@@ -36,7 +36,9 @@ def libs(tools, tmp_path_factory):
 
 def _ours(path, all_sections=False) -> Counter:
     return Counter(
-        (e.kind, e.cuobjdump_arch) for e in list_entries(path, include_relocatable=all_sections) if e.kind in ("sass", "ptx")
+        (e.kind, e.cuobjdump_arch)
+        for e in list_entries(path, include_relocatable=all_sections)
+        if e.kind in ("sass", "ptx")
     )
 
 
@@ -79,7 +81,10 @@ def test_wheel_for_120_passes_and_wheel_for_90_fails(libs, tmp_path):
     report = audit_path(good, ["120"], require_device_code=True)
     assert report.ok, report.render_table()
     assert report.archs_found == ["sm_120"]
-    assert {f.path: f.kind for f in report.files} == {"wfdemo/libwf_sm120.so": "device", "wfdemo/libwf_host.so": "host-only"}
+    assert {f.path: f.kind for f in report.files} == {
+        "wfdemo/libwf_sm120.so": "device",
+        "wfdemo/libwf_host.so": "host-only",
+    }
 
     bad = make_wheel(tmp_path, "wfold", "1.0", [libs["sm90"], libs["host"]])
     report = audit_path(bad, ["120"])

@@ -164,6 +164,10 @@ def test_git_fetch_checkout_with_submodules_then_offline_without_origin(tmp_path
     assert (tree / "vendor" / "lib" / "lib.h").read_text() == "int lib;\n"
     assert (tree / "vendor" / "lib" / "third" / "nested" / "n.txt").read_text() == "nested\n"
     assert git(tree, "rev-parse", "HEAD") == upstream["commit"]
+    # the tree hash of such a checkout covers submodule content too
+    h0 = hash_tree(tree, echo=quiet)
+    (tree / "vendor" / "lib" / "third" / "nested" / "n.txt").write_text("edited\n")
+    assert hash_tree(tree, echo=quiet) != h0
 
 
 def test_git_moved_tag_is_refused_naming_both_commits(tmp_path: Path) -> None:

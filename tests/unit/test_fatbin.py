@@ -31,7 +31,10 @@ def test_lists_entries_across_blobs_with_suffixes_and_compression(tmp_path):
         tmp_path,
         "libmix.so",
         make_blob(make_entry(KIND_CUBIN, 90), make_entry(KIND_CUBIN, 120, 0x1000011 | A, header_size=96)),
-        make_blob(make_entry(KIND_PTX, 120, 0x8011, header_size=80), make_entry(KIND_CUBIN, 120, 0x1000011 | F | Z, header_size=112)),
+        make_blob(
+            make_entry(KIND_PTX, 120, 0x8011, header_size=80),
+            make_entry(KIND_CUBIN, 120, 0x1000011 | F | Z, header_size=112),
+        ),
         pad=b"\0" * 8,  # blobs of separate objects may sit on aligned offsets
     )
     assert _listing(path) == [
@@ -48,11 +51,19 @@ def test_family_cubin_keeps_cuobjdump_name(tmp_path):
 
 
 def test_empty_blob_and_relocatable_section(tmp_path):
-    data = make_elf({".nv_fatbin": make_blob() + make_blob(make_entry(KIND_PTX, 120)), "__nv_relfatbin": make_blob(make_entry(KIND_CUBIN, 120))})
+    data = make_elf(
+        {
+            ".nv_fatbin": make_blob() + make_blob(make_entry(KIND_PTX, 120)),
+            "__nv_relfatbin": make_blob(make_entry(KIND_CUBIN, 120)),
+        }
+    )
     path = tmp_path / "librdc.so"
     path.write_bytes(data)
     assert [e.arch for e in list_entries(path)] == ["sm_120"]
-    assert [(e.kind, e.section) for e in list_entries(path, include_relocatable=True)] == [("ptx", ".nv_fatbin"), ("sass", "__nv_relfatbin")]
+    assert [(e.kind, e.section) for e in list_entries(path, include_relocatable=True)] == [
+        ("ptx", ".nv_fatbin"),
+        ("sass", "__nv_relfatbin"),
+    ]
 
 
 def test_non_elf_and_host_only_files_have_no_entries(tmp_path):
@@ -156,7 +167,13 @@ def test_wheel_members_are_audited_and_reported(tmp_path):
     data = json.loads(report.to_json())
     assert data["ok"] is True and data["archs_found"] == ["sm_120"]
     assert data["files"][0]["entries"][0] == {
-        "kind": "sass", "arch": "sm_120", "compressed": True, "debug": False, "size": 32, "offset": data["files"][0]["entries"][0]["offset"], "section": ".nv_fatbin",
+        "kind": "sass",
+        "arch": "sm_120",
+        "compressed": True,
+        "debug": False,
+        "size": 32,
+        "offset": data["files"][0]["entries"][0]["offset"],
+        "section": ".nv_fatbin",
     }
     raise_for_failures(report)  # ok reports pass silently
     _, text = inspect([whl], ["120"])

@@ -1,0 +1,191 @@
+"""The content-addressed wheelhouse (layout in docs/wheelhouse.md).
+
+Guarantees, and how:
+
+* never half-written: a build works in ``scratch/<key>.<pid>.<n>/`` and the finished
+  entry folder is moved to ``entries/<key>/`` by one ``rename``;
+* one build per key: ``locks/<key>.lock`` (filelock) is held from the no-op check to
+  the promotion; a second builder waits, then finds the entry;
+* crash-safe: after Ctrl-C or kill -9 the scratch folder is garbage; the next start
+  removes scratch folders whose process is gone (a stale lock file is harmless:
+  filelock's ``flock`` dies with its process).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import WheelhouseError
+
+SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    path: Path  # entries/<key>
+    wheel: Path
+    manifest: Mapping[str, Any]
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Wheelhouse:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    # -- paths
+    @property
+    def entries(self) -> Path:
+        return self.root / "entries"
+
+    @property
+    def scratch(self) -> Path:
+        return self.root / "scratch"
+
+    def entry_dir(self, key: str) -> Path:
+        return self.entries / key
+
+    def log_path(self, key: str) -> Path:
+        return self.root / "logs" / f"{key}.log"
+
+    def failure_path(self, key: str) -> Path:
+        return self.root / "failures" / f"{key}.json"
+
+    def lock_path(self, key: str) -> Path:
+        return self.root / "locks" / f"{key}.lock"
+
+    # -- reading
+    def lookup(self, key: str) -> Entry | None:
+        """The finished entry for ``key``, or None.  Cheap: two stats and one small JSON read."""
+        d = self.entry_dir(key)
+        try:
+            manifest = json.loads((d / "entry.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        wheel = d / str(manifest.get("wheel", ""))
+        if not manifest.get("wheel") or not wheel.is_file():
+            return None
+        return Entry(key=key, path=d, wheel=wheel, manifest=manifest)
+
+    def all_entries(self) -> list[Entry]:
+        if not self.entries.is_dir():
+            return []
+        found = (self.lookup(d.name) for d in sorted(self.entries.iterdir()) if d.is_dir())
+        return [e for e in found if e is not None]
+
+    # -- writing
+    def lock(self, key: str, timeout: float = -1):  # noqa: ANN201 - filelock.FileLock
+        from filelock import FileLock
+
+        self.lock_path(key).parent.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.lock_path(key)), timeout=timeout)
+
+    def ensure_layout(self) -> None:
+        for sub in ("entries", "logs", "failures", "scratch", "locks"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+
+    def sweep_scratch(self) -> list[Path]:
+        """Remove scratch folders left by dead processes (crash, kill -9, Ctrl-C)."""
+        removed = []
+        if not self.scratch.is_dir():
+            return removed
+        for d in self.scratch.iterdir():
+            parts = d.name.split(".")
+            pid = int(parts[1]) if len(parts) >= 3 and parts[1].isdigit() else None
+            if pid is not None and pid != os.getpid() and _pid_alive(pid):
+                continue
+            if pid == os.getpid():
+                continue
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+        return removed
+
+    def new_scratch(self, key: str) -> Path:
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        for n in range(1000):
+            d = self.scratch / f"{key[:16]}.{os.getpid()}.{n}"
+            try:
+                d.mkdir()
+                return d
+            except FileExistsError:
+                continue
+        raise WheelhouseError("wheelhouse.scratch", f"cannot create a scratch folder in {self.scratch}", "remove old folders in it")
+
+    def check_free_disk(self, need_gb: float) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(self.root).free
+        if free < need_gb * 1024**3:
+            raise WheelhouseError(
+                "wheelhouse.disk-full", f"{self.root} has {free / 1024**3:.1f} GiB free, the build needs about {need_gb:g} GiB",
+                "free disk space or point --wheelhouse at a larger disk",
+            )
+
+    def promote(self, staged: Path, key: str) -> Entry:
+        """Move a finished entry folder (wheel + entry.json + provenance.json) into place.
+
+        The caller checked the wheel and holds the key lock.
+        """
+        dest = self.entry_dir(key)
+        if dest.exists():
+            raise WheelhouseError("wheelhouse.exists", f"entry {key} already exists at {dest}",
+                                  "a build of this key finished meanwhile; nothing to do")
+        self.entries.mkdir(parents=True, exist_ok=True)
+        os.rename(staged, dest)  # atomic on one filesystem: scratch/ and entries/ share the root
+        entry = self.lookup(key)
+        if entry is None:  # pragma: no cover - staged folder lacked entry.json
+            raise WheelhouseError("wheelhouse.bad-entry", f"{dest} has no readable entry.json", "report this as a bug")
+        return entry
+
+    def write_failure(self, key: str, *, recipe: str, version: str, error_id: str, message: str) -> Path:
+        path = self.failure_path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_json(path, {"key": key, "recipe": recipe, "version": version, "error_id": error_id, "message": message,
+                           "log": str(self.log_path(key)), "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        return path
+
+    def clear_failure(self, key: str) -> None:
+        self.failure_path(key).unlink(missing_ok=True)
+
+    def write_verify(self, key: str, report: Mapping[str, Any], status: str) -> None:
+        """verify.json beside the wheel and the ``verify`` field of entry.json (both replaced atomically)."""
+        d = self.entry_dir(key)
+        _write_json(d / "verify.json", dict(report))
+        manifest = json.loads((d / "entry.json").read_text(encoding="utf-8"))
+        manifest["verify"] = status
+        _write_json(d / "entry.json", manifest)
+
+
+def make_manifest(*, key: str, recipe: str, version: str, project: str, wheel: Path, sha256: str,
+                  target: Mapping[str, Any], archs_found: list[str], built_at: str, build_seconds: float) -> dict[str, Any]:
+    """entry.json, every field of the contract present."""
+    return {
+        "schema": SCHEMA, "key": key, "recipe": recipe, "version": version, "project": project,
+        "wheel": wheel.name, "sha256": sha256, "size": wheel.stat().st_size,
+        "target": {k: target[k] for k in ("archs", "cuda", "python", "label")},
+        "archs_found": list(archs_found), "built_at": built_at, "build_seconds": round(build_seconds, 3), "verify": None,
+    }
+
+
+def write_json(path: Path, data: Any) -> None:
+    _write_json(path, data)

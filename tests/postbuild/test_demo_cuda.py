@@ -1,0 +1,49 @@
+"""demo-cuda wheel: imports, reports its archs without a GPU, and on a GPU adds like numpy."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+pytestmark = pytest.mark.postbuild
+
+
+@pytest.fixture(scope="module")
+def demo_cuda():
+    try:
+        import demo_cuda as mod
+    except ImportError as exc:
+        pytest.fail(f"import demo_cuda failed: {exc}", pytrace=False)
+    return mod
+
+
+def test_arch_info_matches_target(demo_cuda, target) -> None:
+    info = demo_cuda.arch_info()
+    built = {a.split("-")[0] for a in info["cuda_architectures"]}
+    # CMAKE_CUDA_ARCHITECTURES form ("120-real") vs the target's (12, 0, "")
+    wanted = {f"{major}{minor}{suffix}" for major, minor, suffix in target.archs}
+    assert built == wanted, f"library built for {sorted(built)}, target asks {sorted(wanted)}"
+    if target.cuda:
+        assert info["cuda_version"].startswith(target.cuda.split(".")[0] + "."), info
+
+
+def test_version_has_local_label(target) -> None:
+    from importlib.metadata import version
+
+    v = version("demo-cuda")
+    if target.local_label:
+        assert v.endswith("+" + target.local_label), v
+
+
+@pytest.mark.gpu
+def test_add_matches_numpy(demo_cuda, gpu, seed) -> None:
+    np = pytest.importorskip("numpy")
+    rng = random.Random(seed)
+    n = 100_003  # not a multiple of the block size: exercises the bounds check
+    a = [rng.uniform(-1e3, 1e3) for _ in range(n)]
+    b = [rng.uniform(-1e3, 1e3) for _ in range(n)]
+    got = np.asarray(demo_cuda.add(a, b), dtype=np.float32)
+    want = np.asarray(a, dtype=np.float32) + np.asarray(b, dtype=np.float32)
+    assert np.array_equal(got, want), f"seed {seed}: max diff {np.abs(got - want).max()}"
+    assert demo_cuda.device_count() >= 1
