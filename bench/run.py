@@ -303,7 +303,8 @@ def regenerate(data: Mapping[str, Any], *, doc: Path = DOC, img: Path = IMG) -> 
     return charts
 
 
-def report(rows: Sequence[Mapping[str, Any]], stream=sys.stdout) -> None:
+def report(rows: Sequence[Mapping[str, Any]], stream=None) -> None:
+    stream = stream or sys.stdout
     for r in rows:
         mark = {True: "MET ", False: "MISS", None: " -- "}[r.get("met")]
         where = "GPU" if (r.get("machine") or {}).get("gpu_machine") else "local"

@@ -51,7 +51,9 @@ def _base_env() -> dict[str, str]:
 
     env = base_env()
     # the CLI must find src/ even when wheelforge is not installed into this interpreter
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH", "")) if p)
+    # BENCH_WHEELFORGE_SRC: time another copy of the package (e.g. a candidate fix) with the same harness
+    src = os.environ.get("BENCH_WHEELFORGE_SRC") or str(REPO / "src")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH", "")) if p)
     return env
 
 
@@ -429,6 +431,9 @@ def _measure(work: Path) -> list[dict[str, Any]]:
     for r in rows:
         if r["figure"] == "2":
             r["extra"]["points"] = points
+        if os.environ.get("BENCH_WHEELFORGE_SRC"):
+            r["extra"]["wheelforge_src"] = os.environ["BENCH_WHEELFORGE_SRC"]
+            r["extra"]["note"] = f"[wheelforge from {os.environ['BENCH_WHEELFORGE_SRC']}, not src/] " + r["extra"].get("note", "")
         if DRIVER:
             r["extra"]["driver"] = "stand-in script calling wheelforge.pipeline.build (invoke build was not wired yet)"
             r["extra"]["note"] = "[timed through a stand-in for `invoke build`; rerun once the task is wired] " + r["extra"].get("note", "")

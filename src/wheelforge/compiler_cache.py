@@ -181,7 +181,12 @@ def start(launcher: Launcher, env: Mapping[str, str], echo: Echo | None = None) 
     """Start the sccache server with this build's backend settings (a running one is kept:
     stopping it would break a concurrent build using it), and zero the stats."""
     if launcher.name == "sccache":
-        _run([launcher.path, "--start-server"], env, echo)
+        # The daemon must not inherit our pipes: a server writing into a pipe nobody
+        # reads (or a closed one) stalls every compile it serves.
+        if echo:
+            echo("$ " + shlex.join([launcher.path, "--start-server"]))
+        subprocess.run([launcher.path, "--start-server"], env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=120, check=False)
     zero_stats(launcher, env, echo)
 
 

@@ -131,11 +131,12 @@ def _extract_tar(archive: Path, scratch: Path) -> None:
         with tarfile.open(archive, "r:*") as tf:
             members = tf.getmembers()
             check_tar_members(archive, members)
-            for m in members:
-                try:
-                    tf.extract(m, scratch, filter="data")
-                except tarfile.FilterError as exc:
-                    raise _refuse(archive, m.name, f"tarfile data filter: {type(exc).__name__}") from None
+            try:
+                # extractall, not extract() per member: it sets folder modes last, so a read-only folder
+                # in the archive cannot block the files that follow it
+                tf.extractall(scratch, members=members, filter="data")
+            except tarfile.FilterError as exc:
+                raise _refuse(archive, exc.tarinfo.name, f"tarfile data filter: {exc}") from None
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise ExtractionError("extract.failed", f"archive {archive.name}: cannot extract: {exc}", "the file is damaged; delete it from the cache and fetch again") from None
 

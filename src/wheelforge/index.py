@@ -79,6 +79,8 @@ class IndexFile:
     build_seconds: float | None
     wheel_path: Path
     entry_dir: Path
+    sidecars: tuple[str, ...] = ()  # which of provenance.json / verify.json the entry holds
+    log: Path | None = None
 
     @property
     def metadata_sha256(self) -> str:
@@ -166,7 +168,14 @@ def collect(wheelhouse: Path, *, rehash: bool = False) -> tuple[list[IndexFile],
     yanks = load_yanks(wheelhouse)
     warnings: list[str] = []
     by_name: dict[str, IndexFile] = {}
-    for entry_dir in sorted(p for p in entries.iterdir() if p.is_dir()):
+    logs_dir = wheelhouse / "logs"
+    # One listing instead of a stat per file: index generation is dominated by syscalls.
+    logs = set(os.listdir(logs_dir)) if logs_dir.is_dir() else set()
+    for de in sorted(os.scandir(entries), key=lambda d: d.name):
+        if not de.is_dir():
+            continue
+        entry_dir = Path(de.path)
+        present = set(os.listdir(entry_dir))
         manifest = entry_dir / "entry.json"
         try:
             entry = json.loads(manifest.read_text(encoding="utf-8"))
@@ -174,7 +183,7 @@ def collect(wheelhouse: Path, *, rehash: bool = False) -> tuple[list[IndexFile],
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise IndexError_("index.bad-entry", f"{manifest}: unreadable or missing 'wheel' ({exc})", "remove the entry folder and rebuild it") from exc
         wheel = entry_dir / filename
-        if "/" in filename or not wheel.is_file():
+        if "/" in filename or filename not in present:
             raise IndexError_("index.bad-entry", f"{manifest}: wheel {filename!r} is not in {entry_dir}", "remove the entry folder and rebuild it")
         try:
             name, version, _build, tags = parse_wheel_filename(filename)
@@ -208,6 +217,8 @@ def collect(wheelhouse: Path, *, rehash: bool = False) -> tuple[list[IndexFile],
             build_seconds=entry.get("build_seconds"),
             wheel_path=wheel,
             entry_dir=entry_dir,
+            sidecars=tuple(s for s in ("provenance.json", "verify.json") if s in present),
+            log=logs_dir / f"{entry.get('key', entry_dir.name)}.log" if f"{entry.get('key', entry_dir.name)}.log" in logs else None,
         )
         # Two keys can yield the same filename; an index can list a filename once, so the newest wins.
         old = by_name.get(filename)
@@ -320,12 +331,12 @@ def render_page(files: list[IndexFile], generated_at: str) -> str:
         q = f.quoted
         verify = f.verify or "not run"
         links = [f'<a href="files/{q}">wheel</a>']
-        if (f.entry_dir / "provenance.json").is_file():
+        if "provenance.json" in f.sidecars:
             links.append(f'<a href="files/{q}.provenance.json">provenance</a>')
-        if (f.entry_dir / "verify.json").is_file():
+        if "verify.json" in f.sidecars:
             links.append(f'<a href="files/{q}.verify.json">verify</a>')
-        if (f.entry_dir.parent.parent / "logs" / f"{f.key}.log").is_file():
-            links.append(f'<a href="logs/{quote(f.key)}.log">log</a>')
+        if f.log is not None:
+            links.append(f'<a href="logs/{quote(f.log.name)}">log</a>')
         yank = f' <span class="yanked" title="{_attr(f.yanked or "")}">yanked</span>' if f.yanked is not None else ""
         rows.append(
             "<tr>"
@@ -374,17 +385,22 @@ def write_tree(files: list[IndexFile], root: Path, wheelhouse: Path) -> None:
     (root / "files").mkdir(parents=True)
     (root / "logs").mkdir()
     (root / "_page").mkdir()
+    files_dir = os.path.join(root, "files")
+    logs_dir = os.path.join(root, "logs")
+    linked_logs: set[str] = set()
     for f in files:
-        dst = root / "files" / f.filename
+        dst = os.path.join(files_dir, f.filename)
         _link_or_copy(f.wheel_path, dst)
-        (root / "files" / f"{f.filename}.metadata").write_bytes(f.metadata)
-        for side in ("provenance.json", "verify.json"):
-            src = f.entry_dir / side
-            if src.is_file():
-                _link_or_copy(src, root / "files" / f"{f.filename}.{side}")
-        log = wheelhouse / "logs" / f"{f.key}.log"
-        if log.is_file() and not (root / "logs" / log.name).exists():
-            _link_or_copy(log, root / "logs" / log.name)
+        fd = os.open(dst + ".metadata", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, f.metadata)
+        finally:
+            os.close(fd)
+        for side in f.sidecars:
+            _link_or_copy(os.path.join(f.entry_dir, side), f"{dst}.{side}")
+        if f.log is not None and f.log.name not in linked_logs:
+            linked_logs.add(f.log.name)
+            _link_or_copy(f.log, os.path.join(logs_dir, f.log.name))
 
     html_root, json_root = render_root(projects)
     _write(root / "simple" / "index.html", html_root)

@@ -114,4 +114,4 @@ class BuildProgress:
             # total=None keeps the bar indeterminate until ninja tells us the step count.
             self._progress.update(self._task, phase=t.phase, completed=t.done, total=t.total or None)
         elif announce and self.enabled and self._console is not None:
-            self._console.print(f"[{t.phase}] {self.label}", highlight=False)
+            self._console.print(f"[{t.phase}] {self.label}", highlight=False, markup=False)

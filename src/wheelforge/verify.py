@@ -125,14 +125,14 @@ def render_report(report: VerifyReport, console: Any = None) -> None:
     console = console or Console(stderr=True)
     gpu = f"{report.gpu['name']} (sm_{report.gpu['capability'].replace('.', '')})" if report.gpu else f"none ({report.gpu_reason or 'not run'})"
     table = Table(title=f"verify {report.wheel}", caption=f"archs requested {', '.join(report.archs_requested)}; SASS found {', '.join(report.archs_found) or 'none'}; GPU {gpu}")
-    table.add_column("test", overflow="fold")
+    table.add_column("test", no_wrap=True)
     table.add_column("result")
     table.add_column("message", overflow="fold", max_width=70)
     audit_msg = "; ".join(report.audit.get("failures", [])[:3]) or ("ok" if report.audit.get("ok") else "")
     table.add_row("static audit", "passed" if report.audit.get("ok") else "failed", audit_msg)
     style = {"passed": "green", "failed": "red", "error": "red", "skipped": "yellow"}
     for t in report.tests:
-        table.add_row(t.name, f"[{style.get(t.outcome, '')}]{t.outcome}[/]", t.message.splitlines()[0][:200] if t.message else "")
+        table.add_row(t.name.rsplit("::", 1)[-1], f"[{style.get(t.outcome, '')}]{t.outcome}[/]", t.message.splitlines()[0][:200] if t.message else "")
     console.print(table)
     c = report.counts()
     verdict = "[green]PASSED[/]" if report.ok else f"[red]FAILED[/]: {report.reason}"

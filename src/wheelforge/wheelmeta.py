@@ -154,7 +154,7 @@ def rewrite_wheel(
         Version(new_version)
     except InvalidVersion:
         raise BuildError("wheel.version", f"{new_version!r} is not a PEP 440 version", "use e.g. 0.1.0+cu130.sm120") from None
-    dist = info.dist_info.rsplit("-", 1)[0]  # "demo_cuda" (keeps the backend's spelling)
+    dist = info.dist_info[: -len(".dist-info")].rsplit("-", 1)[0]  # "demo_cuda" (keeps the backend's spelling)
     new_info = f"{dist}-{new_version}.dist-info"
     _, _, build_tag, tags = parse_wheel_filename(src.name)
     tag_part = src.name[:-4].split("-")[-3:]  # python-abi-platform as written

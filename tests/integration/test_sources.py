@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from source_support import commit, git, make_repo, sdist_tar, sha256_of  # noqa: E402
 
 from wheelforge.errors import SourceError  # noqa: E402
+from wheelforge.extract import extract_archive  # noqa: E402
 from wheelforge.recipe import ArchiveSource, GitSource, PathSource, SdistSource  # noqa: E402
 from wheelforge.sources import apply_mirrors, cache_root, checkout, fetch, resolve_submodule_url  # noqa: E402
 from wheelforge.treehash import hash_tree  # noqa: E402
@@ -113,6 +114,10 @@ def test_real_pypi_sdist_download_then_cache_hit(tmp_path: Path) -> None:
     first = fetch(src, cache_dir=cache, progress=False, echo=quiet)
     assert first.path.name == "xformers-0.0.35.tar.gz"
     assert sha256_of(first.path) == XFORMERS_SHA
+    t0 = time.perf_counter()
+    top = extract_archive(first.path, tmp_path / "work")
+    print(f"xformers sdist extraction: {time.perf_counter() - t0:.3f}s")
+    assert top.name == "xformers-0.0.35" and (top / "setup.py").is_file()
     # Proof of no network: every URL now points at a closed port, and offline mode forbids it anyway.
     dead = {"https://pypi.org/": UNREACHABLE, "https://files.pythonhosted.org/": UNREACHABLE}
     for offline in (False, True):

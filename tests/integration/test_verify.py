@@ -195,3 +195,28 @@ def test_llama_cpp_module_on_real_wheel(tmp_path):
     assert outcomes["test_cpu_greedy_is_well_posed[f32]"] == outcomes["test_cpu_greedy_is_well_posed[f16]"] == "passed"
     expect_gpu = "passed" if result.gpu else "skipped"
     assert outcomes["test_gpu_matches_cpu[f32]"] == expect_gpu, result.log_tail
+
+
+def test_arch_mismatch_line():
+    """The conftest's GPU-fit rule (no GPU here, so the rule itself is checked directly)."""
+    import importlib.util
+
+    from wheelforge.verify import POSTBUILD_DIR
+
+    spec = importlib.util.spec_from_file_location("wf_postbuild_conftest", POSTBUILD_DIR / "conftest.py")
+    conf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conf)
+
+    def target(archs: str, allow: bool = False):
+        return conf.Target(wheel=None, archs=[conf.parse_arch(a) for a in archs.split(";")], cuda="12.8",
+                           local_label=None, allow_arch_mismatch=allow, audit_json=None)
+
+    h100, b200, rtx5090, spark = (conf.Gpu(n, c) for n, c in (("H100", (9, 0)), ("B200", (10, 0)), ("RTX 5090", (12, 0)), ("GB10", (12, 1))))
+    assert conf.mismatch_line(h100, target("12.0")) == "GPU sm_90 is not covered by this wheel: sm_120"
+    assert conf.mismatch_line(h100, target("12.0", allow=True)) is None
+    assert conf.mismatch_line(h100, target("9.0;12.0")) is None
+    assert conf.mismatch_line(b200, target("9.0;12.0")) == "GPU sm_100 is not covered by this wheel: sm_90, sm_120"
+    assert conf.mismatch_line(rtx5090, target("12.0a")) is None
+    assert conf.mismatch_line(spark, target("12.0")) is None  # sm_120 SASS runs on 12.1 (same major, higher minor)
+    assert conf.mismatch_line(spark, target("12.0a")) == "GPU sm_121 is not covered by this wheel: sm_120a"
+    assert conf.mismatch_line(None, target("12.0")) is None

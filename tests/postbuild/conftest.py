@@ -200,14 +200,21 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_GPU] = (gpu, why)
 
 
+def mismatch_line(gpu: Gpu | None, target: Target) -> str | None:
+    """The one line the session stops with when the GPU cannot run this wheel's SASS."""
+    if gpu is None or not target.archs or target.covers(gpu.capability) or target.allow_arch_mismatch:
+        return None
+    return f"GPU {gpu.sm} is not covered by this wheel: {', '.join(target.sm_archs)}"
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     target = session.config.stash[_TARGET]
     if target is None:
         return
     gpu, why = session.config.stash[_GPU]
     info = {"gpu": gpu.to_json() if gpu else None, "gpu_reason": why, "exit": None}
-    if gpu and target.archs and not target.covers(gpu.capability) and not target.allow_arch_mismatch:
-        line = f"GPU {gpu.sm} is not covered by this wheel: {', '.join(target.sm_archs)}"
+    line = mismatch_line(gpu, target)
+    if line:
         info["exit"] = line
         _write_session_info(info)
         # One line, non-zero exit: running kernels would only fail with "no kernel image".

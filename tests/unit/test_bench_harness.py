@@ -72,14 +72,15 @@ def test_render_markdown_table_notes_and_charts():
         _row(value=0.31, samples=[0.3, 0.31, 0.32, 0.33, 0.29], command="python3 -m invoke build demo-cuda --cuda auto"),
         make_row("2", "cold build overhead, demo-cuda", 4.2, "%", {"op": "<", "value": 3.0},
                  baseline={"name": "manual pip wheel", "value": 30.0, "unit": "s", "samples": [30.0, 31.0, 29.0]},
-                 extra={"note": "alternating | pairs"}),
+                 extra={"note": "alternating pairs"}, command="a | b"),
     ], MACHINE, "2026-03-04T05:06:07+00:00")
     page = run.render_markdown(rows, [("Build time", "img/build-times.png")])
     assert "| Figure | What | Value | Goal | Met? | Comparison | Machine | Date | Command |" in page
     assert "| 1 | no-op rebuild, demo-cuda | 0.310 s (n=5) | < 0.500 s | yes |" in page
     assert "4.20 % | < 3.00 % | **no** | manual pip wheel: 30.00 s (n=3)" in page
     assert "2026-03-04" in page and "`python3 -m invoke build demo-cuda --cuda auto`" in page
-    assert "alternating \\| pairs" in page  # a pipe in a note cannot break the table
+    assert "`a \\| b`" in page  # a pipe in a command cannot break the table
+    assert "- Figure 2, cold build overhead, demo-cuda: alternating pairs" in page
     assert "![Build time](img/build-times.png)" in page
     assert "Goals met: 1 of 2" in page
 

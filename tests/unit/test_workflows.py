@@ -53,15 +53,21 @@ def _invocations(workflow):
         script = step.get("run", "")
         script = re.sub(r"\$\{\{.*?\}\}", "EXPR", script).replace("\\\n", " ")
         for line in script.splitlines():
-            line = line.split(" #", 1)[0]
-            for part in re.split(r"&&|\|\||;|\|", line):
-                words = shlex.split(part.strip(), posix=True) if part.strip() else []
-                while words and "=" in words[0] and not words[0].startswith("-"):
-                    words.pop(0)  # VAR=value prefixes
-                if words and words[0] == "invoke":
-                    if ">" in words:
-                        words = words[: words.index(">")]
-                    yield job, words[1:]
+            if "invoke" not in line:
+                continue
+            lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+            lexer.whitespace_split = True
+            lexer.commenters = "#"
+            words: list[str] = []
+            for tok in [*lexer, ";"]:
+                if tok and set(tok) <= set("&|;<>()"):  # a shell operator ends one command
+                    while words and "=" in words[0] and not words[0].startswith("-"):
+                        words.pop(0)  # VAR=value prefixes
+                    if words and words[0] == "invoke":
+                        yield job, words[1:]
+                    words = [] if tok not in (">", ">>", "<") else ["<redirect>"]
+                elif words[:1] != ["<redirect>"]:
+                    words.append(tok)
 
 
 @pytest.mark.parametrize("name", ["build-wheels.yml", "tests.yml"])
