@@ -144,7 +144,7 @@ def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = N
             return  # it answers
         except OSError:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{url} did not answer within {timeout} s")
+                raise RuntimeError(f"{url} did not answer within {timeout} s") from None
             time.sleep(0.1)
 
 

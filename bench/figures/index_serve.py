@@ -3,7 +3,9 @@
 8a  ``build_index`` over a wheelhouse of 1,000 small real wheels (100 projects x 10 versions),
     median of 5 runs; goal < 2 s.
 8b  simple-page throughput of ``serve`` (Granian + our ASGI app, default 1 worker) against
-    pypiserver 2.x under gunicorn (2 sync workers, one per core) serving the same wheels:
+    pypiserver 2.x under gunicorn (2 sync workers, one per core, cached-dir backend) serving the
+    same 10 wheels of one project (pypiserver hashes files per request: over the 1,000-wheel
+    folder of 8a it answers ~4 req/s with wrk timeouts, which measures its rescans, not serving):
     the same client (wrk, 2 threads, 16 connections, 5 s), the same project page, the same
     run, loopback only, servers alternated 3 times.  Reported as a ratio of medians;
     goal >= 4 (issue 6; the benchmark issue asks >= 2).
@@ -81,7 +83,7 @@ class Pypiserver:
     def __init__(self, wheels: Path) -> None:
         self.port = free_port()
         # cached-dir (needs watchdog) is pypiserver's fastest backend; simple-dir rescans the folder per request.
-        app = f"pypiserver:app(root={str(wheels)!r}, authenticate=[], password_file='.', backend_arg='cached-dir')"
+        app = f"pypiserver:app(roots=[{str(wheels)!r}], authenticate=[], password_file='.', backend_arg='cached-dir')"
         cmd = [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{self.port}", "--log-level", "warning", app]
         print("+", " ".join(cmd), flush=True)
         self.proc = subprocess.Popen(cmd, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -96,7 +98,7 @@ class Pypiserver:
         self.proc.wait(timeout=10)
 
 
-def figure_8b(wh: Path, scratch: Path) -> dict:
+def figure_8b(scratch: Path) -> dict:
     row = {
         "figure": "8b",
         "name": "simple-page throughput, serve / pypiserver",
@@ -106,6 +108,10 @@ def figure_8b(wh: Path, scratch: Path) -> dict:
     }
     if shutil.which("wrk") is None:
         return {**row, "value": None, "samples": [], "baseline": None, "extra": {"skipped": "wrk not installed (apt-get install -y wrk)"}}
+    wh = scratch / "wh-8b"
+    for v in range(VERSIONS):
+        add_entry(wh, WheelSpec(name="proj-042", version=f"1.{v}.0+cu128.sm120"))
+    build_index(wh)
     wheels = scratch / "pypiserver-wheels"
     wheels.mkdir()
     for f in (wh / "index/files").glob("*.whl"):
@@ -129,7 +135,7 @@ def figure_8b(wh: Path, scratch: Path) -> dict:
             "serve_req_per_s": statistics.median(ours),
             "client": " ".join(WRK),
             "page": page,
-            "wheels": PROJECTS * VERSIONS,
+            "wheels": VERSIONS,
             "goals": {"issue 6": ">= 4x", "benchmark issue": ">= 2x"},
             "meets_bench_issue_goal": ratio >= 2.0,
             "server": "granian (ASGI), 1 worker",
@@ -143,7 +149,7 @@ def measure() -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="wf-bench-index-") as tmp:
         scratch = Path(tmp)
         wh = make_wheelhouse(scratch / "wh")
-        return [figure_8a(wh), figure_8b(wh, scratch)]
+        return [figure_8a(wh), figure_8b(scratch)]
 
 
 if __name__ == "__main__":

@@ -72,3 +72,37 @@ def inspect_path(settings: Settings, path: str, *, as_json: bool = False) -> Non
     if failures:
         raise AuditError("audit.failed", f"{path}: {failures[0]}" + (f" (+{len(failures) - 1} more)" if len(failures) > 1 else ""),
                          "rebuild for the missing archs, or pass --arch with the archs you need")
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def _recipe(settings: Settings, name: str):
+    from .recipe import find_recipe, recipe_dirs
+
+    return find_recipe(name, recipe_dirs(settings.recipes_dir))
+
+
+def fetch_recipe(settings: Settings, name: str, *, version: str | None = None, offline: bool = False) -> None:
+    from .sources import fetch
+
+    recipe = _recipe(settings, name)
+    pin = recipe.pin(version)
+    fetched = fetch(recipe.resolve_source(pin), cache_dir=settings.cache, offline=offline, mirrors=settings.mirrors)
+    sys.stdout.write(f"{recipe.name} {pin.version}: {fetched.digest} at {fetched.path}\n")
+
+
+def check_patches(settings: Settings, name: str, *, offline: bool = False) -> None:
+    from .errors import PatchError
+    from .patches import check_series
+
+    recipe = _recipe(settings, name)
+    results = check_series(recipe, cache_dir=settings.cache, offline=offline, mirrors=settings.mirrors)
+    for r in results:
+        state = "ok" if r.ok else "FAILED"
+        names = ", ".join(f for f, _ in r.patches) or "no patches"
+        sys.stdout.write(f"{recipe.name} {r.version}: {state} ({names})" + (f": {r.error}" if r.error else "") + "\n")
+    bad = [r for r in results if not r.ok]
+    if bad:
+        raise PatchError("patch.series", f"{len(bad)} of {len(results)} versions of {recipe.name} do not take their patch series: {bad[0].error}",
+                         bad[0].hint or "refresh the patch against the pristine source (git diff) or narrow its 'when' range")

@@ -14,16 +14,25 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from packaging.version import Version
 
 from .errors import PatchError, SourceError, WheelforgeError
 from .extract import extract_archive
 from .recipe import Recipe
-from .sources import Echo, FetchedSource, checkout, default_echo, fetch, git_env, run
+from .sources import (
+    Echo,
+    FetchedSource,
+    checkout,
+    default_echo,
+    fetch,
+    git_env,
+    run,
+    verify_cached,
+)
 
 # --------------------------------------------------------------------------- pure parts
 
@@ -31,9 +40,9 @@ _DIFF_GIT = re.compile(r"^diff --git (\S+) (\S+)$")
 _PATH_LINE = re.compile(r"^(?:---|\+\+\+) (\S+)")
 _RENAME = re.compile(r"^(?:rename|copy) (?:from|to) (.+)$")
 _HUNK = re.compile(r"^@@ -(\d+)(?:,\d+)? \+\d+(?:,\d+)? @@.*$")
-_FAILED = re.compile(r"^error: patch failed: (.+):(\d+)$", re.M)
+_FAILED = re.compile(r"^error: patch failed: (.+):(\d+)$", re.MULTILINE)
 _OTHER = re.compile(r"^error: (.+?): (No such file or directory|does not exist in index|already exists in working directory|"
-                    r"patch does not apply|wrong type|does not match index)$", re.M)
+                    r"patch does not apply|wrong type|does not match index)$", re.MULTILINE)
 
 
 def _strip_prefix(path: str, level: int = 1) -> str:
@@ -184,6 +193,7 @@ def prepare_tree(
     stage = Path(tempfile.mkdtemp(prefix=f"{recipe.name}-{version}-", suffix=".partial", dir=work_dir))
     try:
         if fetched.kind in ("archive", "sdist"):
+            verify_cached(fetched)  # never unpack bytes that no longer match the pin
             echo(f"# extract {fetched.path}")
             tree = extract_archive(fetched.path, stage)
         elif fetched.kind == "git":

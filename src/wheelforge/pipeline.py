@@ -211,9 +211,13 @@ def _load(name: str, settings: Settings) -> Recipe:
 def _prepare(recipe: Recipe, *, version: str | None, settings: Settings, facts: ToolchainFacts, deps: Sequence[BuildDependency],
              isolation: bool, source_path: str | os.PathLike[str] | None, workdir: Path, jobs: tuple[int, str]) -> _Prepared:
     from .compiler_cache import launcher_env
-    from .patches import patch_digests
 
     pin = recipe.pin(version)
+    patch_list: list[tuple[str, str]] = []
+    if recipe.patches_for(pin.version):  # wheelforge.patches pulls in the network stack: only when needed
+        from .patches import patch_digests
+
+        patch_list = patch_digests(recipe, pin.version)
     source = PathSource(path=str(Path(source_path).resolve())) if source_path else recipe.resolve_source(pin)
     tree_hash = None
     if isinstance(source, PathSource):
@@ -222,7 +226,7 @@ def _prepare(recipe: Recipe, *, version: str | None, settings: Settings, facts: 
         tree_hash = hash_tree(source.path)
     torch_ext = "torch" in recipe.build.recipes or any(r.split("=")[0].split(">")[0].split("<")[0].strip() == "torch" for r in recipe.build.requires)
     lenv = launcher_env(settings, facts, torch_extension=torch_ext)
-    plan = make_plan(recipe, pin.version, settings.target, facts, workdir=workdir, patches=patch_digests(recipe, pin.version),
+    plan = make_plan(recipe, pin.version, settings.target, facts, workdir=workdir, patches=patch_list,
                      build_deps=deps, isolation=isolation, jobs=jobs[0], jobs_reason=jobs[1], source=source,
                      tree_hash=tree_hash, launcher_env=lenv)
     return _Prepared(recipe, plan, facts, lenv)
@@ -432,7 +436,7 @@ def _attempt(prep: _Prepared, wh: Wheelhouse, scratch: Path, *, settings: Settin
             say(f"# warning: {need.file} needs {need.soname}, which neither the wheel, the driver, an nvidia-* wheel nor the manylinux set provides")
         wheel = relocate.fix(wheel, rel, fixed, echo=say)
         bar_audit = audit_path(wheel, list(plan.expected_sass), require_device_code=bool(plan.expected_sass))
-        say(f"# audit: SASS found {', '.join('sm_' + a for a in bar_audit.archs_found) or 'none'}; wanted {', '.join('sm_' + a for a in plan.expected_sass)}")
+        say(f"# audit: SASS found {', '.join(bar_audit.archs_found) or 'none'}; wanted {', '.join('sm_' + a for a in plan.expected_sass)}")
         raise_for_failures(bar_audit)  # a wheel failing the static audit is never promoted
         wheelmeta.check_wheel(wheel)
 
@@ -445,7 +449,7 @@ def _attempt(prep: _Prepared, wh: Wheelhouse, scratch: Path, *, settings: Settin
         seconds = time.monotonic() - t0
         write_json(stage / "entry.json", make_manifest(
             key=plan.key, recipe=recipe.name, version=plan.version, project=plan.project, wheel=final, sha256=sha,
-            target=plan.target, archs_found=[f"sm_{a}" for a in bar_audit.archs_found], built_at=iso(finished), build_seconds=seconds))
+            target=plan.target, archs_found=list(bar_audit.archs_found), built_at=iso(finished), build_seconds=seconds))
         tools = {"nvcc": prep.facts.cuda_version or "", **{n: getattr(prep.facts, n).version for n in ("host_compiler", "cmake", "ninja")
                                                            if getattr(prep.facts, n)}}
         write_json(stage / "provenance.json", statement(wheel_name=final.name, wheel_sha256=sha, plan=plan.to_json(),

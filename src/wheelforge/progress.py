@@ -45,7 +45,7 @@ class StepTracker:
         step = parse_step(line)
         if step:
             self.done, self.total = step
-            if self.phase in ("env", "configure"):
+            if self.phase in ("fetch", "patch", "env", "configure"):
                 self.phase = "compile"
             return True
         if self.phase == "compile" and _PACKAGE.search(line):

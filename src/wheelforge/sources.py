@@ -1,7 +1,7 @@
 """Fetch pinned sources into a content-addressed cache.
 
 Layout under ``<cache root>/sources`` (cache root: ``cache_dir`` argument, else
-``WHEELFORGE_CACHE``, else ``~/.cache/wheelforge``)::
+``WHEELFORGE_CACHE``, else ``$XDG_CACHE_HOME/wheelforge``, else ``~/.cache/wheelforge``)::
 
     sha256/<hex>/<filename>      archives and sdists, named by the sha256 of their bytes
     git/<sha256 of url>.git      bare mirrors (``git clone --mirror``), keyed by the recipe's URL
@@ -26,10 +26,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 from urllib.request import url2pathname
 
@@ -88,7 +88,7 @@ def cache_root(cache_dir: str | os.PathLike[str] | None = None, env: Mapping[str
         return Path(cache_dir)
     if env.get("WHEELFORGE_CACHE"):
         return Path(env["WHEELFORGE_CACHE"])
-    return Path.home() / ".cache" / "wheelforge"
+    return Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "wheelforge"  # same default as config.Settings
 
 
 def sources_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -127,7 +127,7 @@ def run(
     """Echo, then run; on failure raise SourceError carrying git's last stderr line."""
     echo("$ " + (f"(cd {shlex.quote(str(cwd))} && " if cwd else "") + shlex.join(cmd) + (")" if cwd else ""))
     proc = subprocess.run(
-        list(cmd), cwd=cwd, env=dict(env) if env is not None else git_env(),
+        list(cmd), check=False, cwd=cwd, env=dict(env) if env is not None else git_env(),
         stdin=subprocess.DEVNULL, capture_output=True, text=True,
     )
     if check and proc.returncode != 0:
@@ -274,7 +274,7 @@ def _fetch_file(
             tmp.unlink(missing_ok=True)
 
 
-def _session():  # noqa: ANN202 - requests is imported lazily; offline cache hits never need it
+def _session():
     import requests
     from requests.adapters import HTTPAdapter
     from urllib3.util.retry import Retry
@@ -291,7 +291,7 @@ def _session():  # noqa: ANN202 - requests is imported lazily; offline cache hit
     return s
 
 
-def _download(url: str, out, *, progress: bool, echo: Echo) -> str:  # noqa: ANN001
+def _download(url: str, out, *, progress: bool, echo: Echo) -> str:
     """Stream ``url`` into ``out``; return the sha256 of what was written."""
     parts = urlsplit(url)
     if parts.scheme == "file":
@@ -322,7 +322,7 @@ def _download(url: str, out, *, progress: bool, echo: Echo) -> str:  # noqa: ANN
                     )
                 size = int(r.headers.get("Content-Length") or 0)
                 it = r.iter_content(_CHUNK)
-                return _copy_hashing(lambda _n: next(it, b""), out, size, _url_filename(url), progress)
+                return _copy_hashing(lambda _n, it=it: next(it, b""), out, size, _url_filename(url), progress)
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
             last = exc
             time.sleep(1 + attempt)
@@ -332,7 +332,7 @@ def _download(url: str, out, *, progress: bool, echo: Echo) -> str:  # noqa: ANN
     )
 
 
-def _copy_hashing(read: Callable[[int], bytes], out, size: int, label: str, progress: bool) -> str:  # noqa: ANN001
+def _copy_hashing(read: Callable[[int], bytes], out, size: int, label: str, progress: bool) -> str:
     h = hashlib.sha256()
     if not progress:
         while chunk := read(_CHUNK):
@@ -340,7 +340,13 @@ def _copy_hashing(read: Callable[[int], bytes], out, size: int, label: str, prog
             out.write(chunk)
         return h.hexdigest()
     from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TransferSpeedColumn,
+    )
 
     with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                   console=Console(stderr=True), transient=True) as bar:

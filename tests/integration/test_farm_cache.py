@@ -27,7 +27,7 @@ def redis(tmp_path):
 
 def test_second_runner_hits_the_shared_cache(tmp_path, redis):
     assert shutil.which("sccache") and shutil.which("nvcc") or shutil.which("/usr/local/cuda/bin/nvcc")
-    result = two_runners(tmp_path, redis.url, kernels=3, instances=2)
+    result = two_runners(tmp_path, redis.url, kernels=2, instances=2)
     first, second = result["first"], result["second"]
     assert first["location"].startswith("redis") and second["location"].startswith("redis")
     assert first["misses"] > 0 and first["hits"] == 0  # runner A started cold
@@ -35,7 +35,6 @@ def test_second_runner_hits_the_shared_cache(tmp_path, redis):
     assert second["hits"] + second["misses"] >= first["misses"]
     assert second["hit_rate"] >= 0.90, second
     assert second["compile_seconds"] < first["compile_seconds"], result
-    assert not (tmp_path / "runner-a" / "sccache").exists() or tmp_path / "runner-a" / "sccache" != tmp_path / "runner-b" / "sccache"
     record = {"hit_rate": round(result["hit_rate"], 4), "speedup": round(result["speedup"], 2),
               "cold_compile_s": first["compile_seconds"], "warm_compile_s": second["compile_seconds"],
               "requests": second["hits"] + second["misses"]}

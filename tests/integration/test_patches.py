@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from source_support import listing, make_repo, sdist_tar, sha256_of, write_recipe  # noqa: E402
+from source_support import listing, make_repo, sdist_tar, sha256_of, write_recipe
 
-from wheelforge.errors import PatchError  # noqa: E402
-from wheelforge.patches import check_series, prepare_tree  # noqa: E402
-from wheelforge.recipe import load_recipe  # noqa: E402
-from wheelforge.sources import fetch, sources_dir  # noqa: E402
+from wheelforge.errors import PatchError
+from wheelforge.patches import check_series, prepare_tree
+from wheelforge.recipe import load_recipe
+from wheelforge.sources import fetch, sources_dir
 
 pytestmark = pytest.mark.integration
 

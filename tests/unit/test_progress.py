@@ -1,0 +1,49 @@
+"""ninja [n/m] lines and phase names drive the progress state."""
+
+from __future__ import annotations
+
+import io
+
+from wheelforge.progress import BuildProgress, StepTracker, parse_step
+
+
+def test_parse_step() -> None:
+    assert parse_step("[3/120] Building CUDA object foo.o") == (3, 120)
+    assert parse_step("  [12/12] Linking CXX shared library libx.so") == (12, 12)
+    assert parse_step("[0/0] nothing") is None
+    assert parse_step("[5/3] nonsense") is None
+    assert parse_step("-- Configuring done") is None
+    assert parse_step("x [1/2] not at line start") is None
+
+
+def test_tracker_moves_through_phases() -> None:
+    t = StepTracker()
+    assert t.phase == "env"
+    t.feed("  *** Configuring CMake...")
+    assert t.phase == "configure"
+    t.feed("[1/4] Building CUDA object a.o")
+    assert (t.phase, t.done, t.total) == ("compile", 1, 4)
+    t.feed("[4/4] Linking")
+    assert (t.done, t.total) == (4, 4)
+    t.feed("  *** Making wheel...")
+    assert t.phase == "package"
+
+
+def test_second_ninja_run_replaces_counts() -> None:
+    t = StepTracker()
+    t.feed("[2/2] try-compile")
+    t.feed("[1/300] real build")
+    assert (t.done, t.total) == (1, 300)
+
+
+def test_non_terminal_prints_one_line_per_phase() -> None:
+    from rich.console import Console
+
+    buf = io.StringIO()
+    with BuildProgress("demo 1.0", console=Console(file=buf, force_terminal=False)) as bar:
+        bar.phase("fetch")
+        bar.feed("[1/3] a")
+        bar.feed("[2/3] b")
+        bar.phase("package")
+    lines = buf.getvalue().splitlines()
+    assert lines == ["[fetch] demo 1.0", "[compile] demo 1.0", "[package] demo 1.0"]
