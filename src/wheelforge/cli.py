@@ -106,3 +106,20 @@ def check_patches(settings: Settings, name: str, *, offline: bool = False) -> No
     if bad:
         raise PatchError("patch.series", f"{len(bad)} of {len(results)} versions of {recipe.name} do not take their patch series: {bad[0].error}",
                          bad[0].hint or "refresh the patch against the pristine source (git diff) or narrow its 'when' range")
+
+
+# --------------------------------------------------------------------------- farm
+
+
+def show_matrix(settings: Settings, recipes: Sequence[str], pythons: Sequence[str], *, as_json: bool = False) -> None:
+    from . import farm
+
+    sys.stdout.write(farm.matrix(recipes or None, pythons or None, settings, as_json=as_json) + "\n")
+
+
+def show_farm_status(settings: Settings, recipes: Sequence[str], pythons: Sequence[str], *, index_url: str | None = None,
+                     as_json: bool = False) -> None:
+    from . import farm
+
+    sys.stdout.write(farm.status(settings, store_url=index_url, wheelhouse=settings.wheelhouse, as_json=as_json,
+                                 recipes=recipes or None, pythons=pythons or None) + "\n")

@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from build_support import entries, finish, start_build
+from build_support import build_args, child_env, entries, finish, start_build
 
 pytestmark = pytest.mark.integration
 
@@ -105,22 +106,16 @@ def test_kill_9_mid_build_leaves_no_entry_and_rerun_succeeds(house: dict) -> Non
 
 
 def test_failed_build_is_recorded_with_repro_and_no_entry(tmp_path: Path) -> None:
-    """A compile error: first error lines, log path and a by-hand command; failures/<key>.json; no entry."""
-    src = Path(__file__).resolve().parents[2] / "examples" / "demo-cuda"
+    """A configure error: first error lines, log path and a by-hand command; failures/<key>.json; no entry."""
+    repo = Path(__file__).resolve().parents[2]
     broken = tmp_path / "recipes"
     broken.mkdir()
-    text = (src.parent.parent / "recipes" / "demo-cuda.toml").read_text()
-    # an unknown CMake arch makes the configure step fail fast, before any nvcc compile
-    (broken / "demo-cuda.toml").write_text(text.replace("{cmake_cuda_architectures}", "bogus"))
-    from build_support import child_env
-
-    import subprocess
-    import sys
-
+    text = (repo / "recipes" / "demo-cuda.toml").read_text()
+    # an arch CMake does not know fails the configure step, before any nvcc compile
+    text = text.replace("{cmake_cuda_architectures}", "bogus").replace("../examples/demo-cuda", str(repo / "examples" / "demo-cuda"))
+    (broken / "demo-cuda.toml").write_text(text)
     env = child_env()
     env["WHEELFORGE_RECIPE_PATH"] = str(broken)
-    from build_support import build_args
-
     argv = build_args(tmp_path / "wh", tmp_path / "cache", compiler_cache="none")
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900)
     out = proc.stdout + proc.stderr
@@ -131,4 +126,4 @@ def test_failed_build_is_recorded_with_repro_and_no_entry(tmp_path: Path) -> Non
     data = json.loads(failure.read_text())
     assert data["error_id"] == "build.failed" and Path(data["log"]).is_file()
     assert not entries(tmp_path / "wh")
-    _ = sys
+    assert not list((tmp_path / "wh" / "scratch").iterdir())
