@@ -141,29 +141,38 @@ def verify(c, target, arch=None, cuda=None, version=None, wheelhouse=None, recip
 
 
 @command(help={"print_config": "print pip/uv client recipes for this index instead",
-            "base_url": "URL the index will be served at (for --print-config)"})
-def index(c, wheelhouse=None, print_config=False, base_url="http://127.0.0.1:8080"):
+               "base_url": "URL the index is served at (for --print-config)",
+               "pin": "NAME==VERSION to pin in the client recipes (repeatable)",
+               "rehash": "re-hash every wheel instead of trusting entry.json"},
+         iterable=["pin"])
+def index(c, wheelhouse=None, print_config=False, base_url="http://127.0.0.1:8080", pin=None, rehash=False):
     """Write the static Simple Repository API tree (PEP 503/691/658) from the wheelhouse."""
     from wheelforge.cli import write_index
 
-    write_index(_settings(wheelhouse=wheelhouse), print_config=print_config, base_url=base_url)
+    write_index(_settings(wheelhouse=wheelhouse), print_config=print_config, base_url=base_url, pins=pin or [],
+                rehash=rehash)
 
 
-@command(help={"host": "address to bind (default 127.0.0.1)", "port": "port (default 8080)"})
-def serve(c, wheelhouse=None, host="127.0.0.1", port=8080):
+@command(help={"host": "address to bind (default 127.0.0.1)", "port": "port (default 8080)",
+               "workers": "server worker processes (default 1)"})
+def serve(c, wheelhouse=None, host="127.0.0.1", port=8080, workers=1):
     """Serve the wheelhouse's index and its page for people, read-only."""
     from wheelforge.cli import serve_index
 
-    serve_index(_settings(wheelhouse=wheelhouse), host=host, port=int(port))
+    serve_index(_settings(wheelhouse=wheelhouse), host=host, port=int(port), workers=int(workers))
 
 
 @command(help={"repository_url": "upload URL of the remote index (pypiserver, devpi, ...)",
-            "recipe": "only this recipe's wheels (comma-separated)"})
-def publish(c, repository_url, wheelhouse=None, recipe=None):
-    """Upload wheels with their provenance and report; never overwrites an existing file."""
+               "path": "upload only this wheel or entry folder (repeatable; default: the whole wheelhouse)",
+               "simple_url": "the remote's simple API, checked for existing files (default <repository-url>/simple/)",
+               "sidecar_dir": "folder (a shared mount) that receives <wheel>.provenance.json and <wheel>.verify.json"},
+         iterable=["path"])
+def publish(c, repository_url, wheelhouse=None, path=None, simple_url=None, sidecar_dir=None):
+    """Upload wheels (twine-compatible) and their provenance/report sidecars; never overwrites an existing file."""
     from wheelforge.cli import publish_wheels
 
-    publish_wheels(_settings(wheelhouse=wheelhouse), repository_url, recipes=_split(recipe))
+    publish_wheels(_settings(wheelhouse=wheelhouse), repository_url, paths=path or [], simple_url=simple_url,
+                   sidecar_dir=sidecar_dir)
 
 
 @command(name="matrix", help={"recipes": "comma-separated recipes (default: all)",

@@ -19,7 +19,7 @@ Steps (space- or comma-separated; arch lists use ';'):
 <pkg> is xformers or llama (llama-cpp-python).  Sources: .device/src/xformers-0.0.35.tar.gz and
 .device/src/llama-trimmed.tar.gz; wheels in .device/whl are installed with pip --target .device/pylib.
 
-Results go to --state (default .device/bench) after every step: device_rows.json (rows for
+Results go to --state (default /tmp/wheelforge-device-bench) after every step: device_rows.json (rows for
 `bench/run.py --merge`, and raw step records), device.log, status.json.  A failed step is
 recorded and the next one runs.
 """
@@ -299,7 +299,7 @@ def _session_rss(sid: int) -> int:
 class Runner:
     def __init__(self, state: Path, jobs: int, dry_run: bool, step_timeout: int) -> None:
         self.state, self.jobs, self.dry, self.timeout = state, jobs, dry_run, step_timeout
-        self.work = REPO / ".device" / "bench-work"
+        self.work = state / "work"  # beside the results, outside anything a later sync replaces
         self.records: list[dict[str, Any]] = []
         self.machine = machine_info() if not dry_run else {"name": "GPU machine (dry run)", "gpu_machine": True}
         self.last_wf: dict[str, dict[str, Any]] = {}
@@ -587,7 +587,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  epilog=__doc__.split("\n\n", 2)[2])
     ap.add_argument("--plan", help="steps, e.g. 'xformers-manual:9.0;12.0 xformers-wf:9.0;12.0 xformers-noop'")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel jobs of the plain manual command (default: cores)")
-    ap.add_argument("--state", default=".device/bench", help="folder for device_rows.json, device.log, status.json")
+    ap.add_argument("--state", default="/tmp/wheelforge-device-bench",
+                    help="folder for device_rows.json, device.log, status.json and the build folders (keep it outside the "
+                         "repository copy: a later call that carries .device would replace it)")
     ap.add_argument("--step-timeout", type=int, default=2400, help="seconds before a step's build is killed")
     ap.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     ap.add_argument("--background", action="store_true", help="detach (setsid), log to STATE/device.log, return at once")

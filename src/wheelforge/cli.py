@@ -123,3 +123,39 @@ def show_farm_status(settings: Settings, recipes: Sequence[str], pythons: Sequen
 
     sys.stdout.write(farm.status(settings, store_url=index_url, wheelhouse=settings.wheelhouse, as_json=as_json,
                                  recipes=recipes or None, pythons=pythons or None) + "\n")
+
+
+# --------------------------------------------------------------------------- index
+
+
+def write_index(settings: Settings, *, print_config: bool = False, base_url: str = "http://127.0.0.1:8080",
+                pins: Sequence[str] = (), rehash: bool = False) -> None:
+    from . import index
+
+    if print_config:
+        sys.stdout.write(index.print_config(base_url, list(pins), source=settings.wheelhouse) + "\n")
+        return
+    result = index.build_index(settings.wheelhouse, rehash=rehash)
+    for w in result.warnings:
+        sys.stderr.write(f"warning: {w}\n")
+    sys.stdout.write(f"index: {result.files} files of {result.projects} projects at {result.path} ({result.seconds:.2f} s)\n")
+
+
+def serve_index(settings: Settings, *, host: str, port: int, workers: int = 1) -> None:
+    from .server import serve
+
+    sys.stderr.write(f"serving {settings.wheelhouse / 'index'} at http://{host}:{port}/ (simple API at /simple/)\n")
+    serve(settings.wheelhouse, host=host, port=port, workers=workers)
+
+
+def publish_wheels(settings: Settings, repository_url: str, *, paths: Sequence[str] = (), simple_url: str | None = None,
+                   sidecar_dir: str | None = None) -> None:
+    from .publish import publish
+
+    result = publish(list(paths) or [settings.wheelhouse], repository_url, simple_url=simple_url, sidecar_dir=sidecar_dir)
+    for name in result.uploaded:
+        sys.stdout.write(f"uploaded {name}\n")
+    for p in result.sidecars_written:
+        sys.stdout.write(f"sidecar {p}\n")
+    for p in result.sidecars_not_published:
+        sys.stderr.write(f"not published (no --sidecar-dir): {p}\n")

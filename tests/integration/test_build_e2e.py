@@ -72,7 +72,9 @@ def test_sccache_is_the_launcher_and_reports_hit_rate(house: dict) -> None:
     assert "compiler cache: sccache (" in built
     cache_line = next(r["cache"] for _, _, rs in house["outs"] for r in rs if not r["noop"])
     assert cache_line.startswith("compiler cache: sccache, ") and "hits (" in cache_line
-    assert "sccache" in built.split("[1/2]", 1)[1].splitlines()[0]  # nvcc ran behind the launcher
+    key = house["outs"][0][2][0]["key"]
+    log = (house["wheelhouse"] / "logs" / f"{key}.log").read_text()
+    assert "sccache" in log.split("[1/2]", 1)[1].splitlines()[0]  # nvcc ran behind the launcher
 
 
 def test_noop_rebuild_prints_where_the_wheel_is(house: dict) -> None:
