@@ -165,14 +165,15 @@ def serve(c, wheelhouse=None, host="127.0.0.1", port=8080, workers=1):
 @command(help={"repository_url": "upload URL of the remote index (pypiserver, devpi, ...)",
                "path": "upload only this wheel or entry folder (repeatable; default: the whole wheelhouse)",
                "simple_url": "the remote's simple API, checked for existing files (default <repository-url>/simple/)",
-               "sidecar_dir": "folder (a shared mount) that receives <wheel>.provenance.json and <wheel>.verify.json"},
+               "sidecar_dir": "folder (a shared mount) that receives <wheel>.provenance.json and <wheel>.verify.json",
+               "recipe": "upload only the wheelhouse entries of these recipes (comma-separated)"},
          iterable=["path"])
-def publish(c, repository_url, wheelhouse=None, path=None, simple_url=None, sidecar_dir=None):
+def publish(c, repository_url, wheelhouse=None, path=None, simple_url=None, sidecar_dir=None, recipe=None):
     """Upload wheels (twine-compatible) and their provenance/report sidecars; never overwrites an existing file."""
     from wheelforge.cli import publish_wheels
 
     publish_wheels(_settings(wheelhouse=wheelhouse), repository_url, paths=path or [], simple_url=simple_url,
-                   sidecar_dir=sidecar_dir)
+                   sidecar_dir=sidecar_dir, recipes=_split(recipe))
 
 
 @command(name="matrix", help={"recipes": "comma-separated recipes (default: all)",

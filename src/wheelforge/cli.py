@@ -149,10 +149,20 @@ def serve_index(settings: Settings, *, host: str, port: int, workers: int = 1) -
 
 
 def publish_wheels(settings: Settings, repository_url: str, *, paths: Sequence[str] = (), simple_url: str | None = None,
-                   sidecar_dir: str | None = None) -> None:
+                   sidecar_dir: str | None = None, recipes: Sequence[str] = ()) -> None:
+    from .errors import PublishError
     from .publish import publish
 
-    result = publish(list(paths) or [settings.wheelhouse], repository_url, simple_url=simple_url, sidecar_dir=sidecar_dir)
+    sources: list[Any] = list(paths)
+    if recipes:
+        # Only this job's own builds: a farm job's wheelhouse also holds the dependencies it downloaded.
+        for entry in sorted((settings.wheelhouse / "entries").glob("*/entry.json")):
+            if json.loads(entry.read_text()).get("recipe") in recipes:
+                sources.append(entry.parent)
+        if not sources:
+            raise PublishError("publish.nothing", f"no wheelhouse entry of {', '.join(recipes)} in {settings.wheelhouse}",
+                               "build it first, or check --wheelhouse")
+    result = publish(sources or [settings.wheelhouse], repository_url, simple_url=simple_url, sidecar_dir=sidecar_dir)
     for name in result.uploaded:
         sys.stdout.write(f"uploaded {name}\n")
     for p in result.sidecars_written:
