@@ -33,7 +33,8 @@ BASE_ENV_KEYS = (
     "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_CONFIG_DIRS", "PYENV_ROOT", "PYENV_VERSION",
 )
 #: Prefixes passed too: pip/uv index and cache settings (private mirrors on build hosts).
-BASE_ENV_PREFIXES = ("PIP_", "UV_")
+# Compiler-cache backends and their credentials come from the runner (CI secrets), never from recipes.
+BASE_ENV_PREFIXES = ("PIP_", "UV_", "SCCACHE_", "AWS_")
 
 _ERROR_LINE = re.compile(r"(\berror\b|\bError\b|FAILED:|fatal|Traceback|CMake Error|undefined reference|Killed)", re.IGNORECASE)
 _OOM_LINE = re.compile(r"cicc\S*\"? died|died due to signal 9|signal 9|\bKilled\b|Cannot allocate memory|std::bad_alloc|out of memory", re.IGNORECASE)

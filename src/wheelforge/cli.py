@@ -169,3 +169,70 @@ def publish_wheels(settings: Settings, repository_url: str, *, paths: Sequence[s
         sys.stdout.write(f"sidecar {p}\n")
     for p in result.sidecars_not_published:
         sys.stderr.write(f"not published (no --sidecar-dir): {p}\n")
+
+
+# --------------------------------------------------------------------------- plan and build
+
+
+def _plan_toolchain(settings: Settings):
+    """The toolkit to plan for; a requested CUDA that is not installed is planned from the request alone."""
+    import dataclasses
+
+    from .errors import ToolchainError
+    from .pipeline import detect_toolchains, resolve_toolchain
+    from .toolchain import requested_facts
+
+    try:
+        return resolve_toolchain(settings), None
+    except ToolchainError as err:
+        if settings.target.cuda == "auto" or err.id not in ("toolchain.cuda-mismatch", "toolchain.no-cuda"):
+            raise
+        found = detect_toolchains(settings)[0]
+        # Keep this machine's host compiler and cmake: they are what a build here would use.
+        facts = dataclasses.replace(requested_facts(settings.target.cuda), host_compiler=found.host_compiler,
+                                    cmake=found.cmake, ninja=found.ninja)
+        return facts, err
+
+
+def show_plan(settings: Settings, recipes: Sequence[str], *, version: str | None = None, with_pins: Sequence[str] = (),
+              source: str | None = None, no_isolation: bool = False, as_json: bool = False) -> None:
+    from .pipeline import plan_for
+
+    facts, warning = _plan_toolchain(settings)
+    plans = [plan_for(name, version=version, settings=settings, toolchain=facts, no_isolation=no_isolation,
+                      with_pins=with_pins, source_path=source) for name in recipes]
+    if warning:
+        sys.stderr.write(f"note: {warning.message}; a build here would stop there ({warning.hint})\n")
+    if as_json:
+        _print_json(plans[0].to_json() if len(plans) == 1 else [p.to_json() for p in plans])
+        return
+    out = _console()
+    for p in plans:
+        out.print(f"[bold]{p.recipe} {p.version}[/bold] -> {p.wheel_name}")
+        out.print(f"  key      {p.key}")
+        out.print(f"  source   {p.source['digest']}" + (f" ({p.source.get('url')} {p.source.get('tag')})" if p.source.get("tag") else ""))
+        out.print(f"  patches  {', '.join(x['file'] for x in p.patches) or 'none'}")
+        out.print(f"  target   archs {', '.join(p.target['archs'])}, CUDA {p.target['cuda']}, {p.target['python']}; SASS expected: {', '.join('sm_' + a for a in p.expected_sass)}")
+        out.print(f"  jobs     {p.jobs} ({p.jobs_reason})")
+        for dep in p.build_deps:
+            out.print(f"  dep      {dep['name']} {dep['version']} {dep['identity']}")
+        for k, v in p.env.items():
+            out.print(f"  env      {k}={v}")
+        for c in p.commands:
+            out.print(f"  {c.phase:<8} {c.shell()}")
+        for n in p.notes:
+            out.print(f"  note     {n}")
+
+
+def build_recipes(settings: Settings, recipes: Sequence[str], *, version: str | None = None, no_isolation: bool = False,
+                  with_pins: Sequence[str] = (), source: str | None = None, verify: bool = True, offline: bool = False,
+                  allow_arch_mismatch: bool = False) -> None:
+    from .pipeline import build
+
+    if allow_arch_mismatch:
+        os.environ["WHEELFORGE_ALLOW_ARCH_MISMATCH"] = "1"
+    results = build(recipes, version=version, settings=settings, no_isolation=no_isolation, with_pins=with_pins,
+                    source_path=source, verify=verify, offline=offline)
+    for r in results:
+        state = "up to date" if r.noop else f"built in {r.seconds:.1f} s"
+        sys.stdout.write(f"{r.recipe}: {state}: {r.wheel}" + (f" (verify: {r.verify})" if r.verify else "") + "\n")

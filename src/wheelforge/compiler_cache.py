@@ -33,6 +33,7 @@ from .toolchain import Tool, ToolchainFacts
 #: Redis.md, S3.md).  ``read_only = "true"`` maps per backend below.
 SCCACHE_KEYS = {
     "dir": "SCCACHE_DIR",
+    "basedirs": "SCCACHE_BASEDIRS",
     "cache_size": "SCCACHE_CACHE_SIZE",
     "redis": "SCCACHE_REDIS_ENDPOINT",
     "redis_endpoint": "SCCACHE_REDIS_ENDPOINT",
@@ -107,7 +108,10 @@ def sccache_env(table: Mapping[str, str]) -> dict[str, str]:
     if str(table.get("read_only", "")).lower() in ("1", "true", "yes"):
         # CI jobs from untrusted branches read the shared cache but never write it.
         if "SCCACHE_BUCKET" in env:
+            env["SCCACHE_S3_RW_MODE"] = "READ_ONLY"
             env["SCCACHE_S3_NO_CREDENTIALS"] = "true"
+        elif "SCCACHE_REDIS_ENDPOINT" in env:
+            env["SCCACHE_REDIS_RW_MODE"] = "READ_ONLY"
         else:
             env["SCCACHE_LOCAL_RW_MODE"] = "READ_ONLY"
     return env

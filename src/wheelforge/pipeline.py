@@ -351,15 +351,17 @@ def _build_one(recipe: Recipe, *, version: str | None, settings: Settings, facts
             result = _attempt(prep, wh, scratch, settings=settings, offline=offline, echo=echo, progress=progress, t0=t0)
             wh.clear_failure(key)
         except WheelforgeError as exc:
-            wh.write_failure(key, recipe=recipe.name, version=prep.plan.version, error_id=exc.id, message=exc.message)
+            wh.write_failure(key, recipe=recipe.name, version=prep.plan.version, error_id=exc.id, message=exc.message,
+                             target=prep.plan.target)
             raise
         except Exception as exc:
-            wh.write_failure(key, recipe=recipe.name, version=prep.plan.version, error_id="build.internal", message=repr(exc))
+            wh.write_failure(key, recipe=recipe.name, version=prep.plan.version, error_id="build.internal", message=repr(exc),
+                             target=prep.plan.target)
             raise
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     if verify:
-        result.verify = _verify(result, wh, recipe, echo)
+        result.verify = _verify(result, wh, recipe, settings, offline, echo)
     return result
 
 
@@ -466,15 +468,20 @@ def _base() -> dict[str, str]:
     return base_env()
 
 
-def _verify(result: BuildResult, wh: Wheelhouse, recipe: Recipe, echo: Echo) -> str | None:
-    """Run wheelforge.verify when that module is present; its report lands in verify.json."""
-    try:
-        from . import verify as verify_mod
-    except ImportError:
-        echo("# verify: wheelforge.verify is not available; skipped")
-        return None
-    fn = getattr(verify_mod, "verify_entry", None)
-    if fn is None:
-        echo("# verify: wheelforge.verify has no verify_entry(); skipped")
-        return None
-    return fn(wh.root, result.key, echo=echo)
+def _verify(result: BuildResult, wh: Wheelhouse, recipe: Recipe, settings: Settings, offline: bool, echo: Echo) -> str:
+    """Post-build verification (wheelforge.verify): static audit + the recipe's suite in a fresh venv.
+
+    Its report lands in the entry's verify.json; a failure raises VerifyError (the wheel stays
+    in the wheelhouse, marked ``verify: failed``, since it did pass the static audit).
+    """
+    from . import verify as verify_mod
+
+    manifest = Wheelhouse(wh.root).lookup(result.key).manifest  # type: ignore[union-attr]
+    report = verify_mod.verify(
+        result.entry_dir, archs=manifest["target"]["archs"], cuda=manifest["target"]["cuda"], wheelhouse=wh.root,
+        runtime_requires=recipe.runtime_requires, test_module=recipe.test_module, python=settings.target.python,
+        offline=offline, echo=echo,
+    )
+    verify_mod.render_report(report)
+    report.raise_for_result()
+    return report.result

@@ -2,12 +2,12 @@
 
 Guarantees, and how:
 
-* never half-written: a build works in ``scratch/<key>.<pid>.<n>/`` and the finished
+* never half-written: a build works in ``scratch/<key>/`` (under the key lock) and the finished
   entry folder is moved to ``entries/<key>/`` by one ``rename``;
 * one build per key: ``locks/<key>.lock`` (filelock) is held from the no-op check to
   the promotion; a second builder waits, then finds the entry;
 * crash-safe: after Ctrl-C or kill -9 the scratch folder is garbage; the next start
-  removes scratch folders whose process is gone (a stale lock file is harmless:
+  removes scratch folders whose key lock nobody holds (a stale lock file is harmless:
   filelock's ``flock`` dies with its process).
 """
 
@@ -38,16 +38,6 @@ def _write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp, path)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Wheelhouse:
@@ -106,31 +96,33 @@ class Wheelhouse:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
 
     def sweep_scratch(self) -> list[Path]:
-        """Remove scratch folders left by dead processes (crash, kill -9, Ctrl-C)."""
-        removed = []
+        """Remove scratch folders whose key lock nobody holds (left by a crash, kill -9 or Ctrl-C)."""
+        from filelock import Timeout
+
+        removed: list[Path] = []
         if not self.scratch.is_dir():
             return removed
         for d in self.scratch.iterdir():
-            parts = d.name.split(".")
-            pid = int(parts[1]) if len(parts) >= 3 and parts[1].isdigit() else None
-            if pid is not None and pid != os.getpid() and _pid_alive(pid):
+            try:
+                # A live build holds its key's lock; flock on a fresh descriptor fails even in our own process.
+                with self.lock(d.name, timeout=0):
+                    shutil.rmtree(d, ignore_errors=True)
+                    removed.append(d)
+            except Timeout:
                 continue
-            if pid == os.getpid():
-                continue
-            shutil.rmtree(d, ignore_errors=True)
-            removed.append(d)
         return removed
 
     def new_scratch(self, key: str) -> Path:
-        self.scratch.mkdir(parents=True, exist_ok=True)
-        for n in range(1000):
-            d = self.scratch / f"{key[:16]}.{os.getpid()}.{n}"
-            try:
-                d.mkdir()
-                return d
-            except FileExistsError:
-                continue
-        raise WheelhouseError("wheelhouse.scratch", f"cannot create a scratch folder in {self.scratch}", "remove old folders in it")
+        """``scratch/<key>/``: one fixed folder per key, used under the key lock.
+
+        A fixed path (not one per process) lets sccache reuse nvcc results across runners and
+        attempts, since its cache keys for device code include the build folder.
+        """
+        d = self.scratch / key
+        if d.exists():
+            shutil.rmtree(d)  # an earlier attempt that died; we hold the lock, so nobody else uses it
+        d.mkdir(parents=True)
+        return d
 
     def check_free_disk(self, need_gb: float) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -157,11 +149,13 @@ class Wheelhouse:
             raise WheelhouseError("wheelhouse.bad-entry", f"{dest} has no readable entry.json", "report this as a bug")
         return entry
 
-    def write_failure(self, key: str, *, recipe: str, version: str, error_id: str, message: str) -> Path:
+    def write_failure(self, key: str, *, recipe: str, version: str, error_id: str, message: str,
+                      target: Mapping[str, Any] | None = None) -> Path:
         path = self.failure_path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         _write_json(path, {"key": key, "recipe": recipe, "version": version, "error_id": error_id, "message": message,
-                           "log": str(self.log_path(key)), "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+                           "log": str(self.log_path(key)), "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                           **({"target": dict(target)} if target else {})})
         return path
 
     def clear_failure(self, key: str) -> None:

@@ -50,7 +50,9 @@ def test_sccache_backends_map_to_env() -> None:
     assert env["SCCACHE_REDIS_ENDPOINT"] == "redis://10.0.0.5:6379" and env["SCCACHE_DIR"] == "/cache"
     s3 = sccache_env({"bucket": "ci-cache", "endpoint": "minio:9000", "region": "auto", "read_only": "true"})
     assert s3 == {"SCCACHE_BUCKET": "ci-cache", "SCCACHE_ENDPOINT": "minio:9000", "SCCACHE_REGION": "auto",
-                  "SCCACHE_S3_NO_CREDENTIALS": "true"}
+                  "SCCACHE_S3_RW_MODE": "READ_ONLY", "SCCACHE_S3_NO_CREDENTIALS": "true"}
+    assert sccache_env({"redis": "redis://cache:6379", "read_only": "1"}) == {
+        "SCCACHE_REDIS_ENDPOINT": "redis://cache:6379", "SCCACHE_REDIS_RW_MODE": "READ_ONLY"}
     assert sccache_env({"read_only": "yes"}) == {"SCCACHE_LOCAL_RW_MODE": "READ_ONLY"}
     with pytest.raises(ConfigError):
         sccache_env({"buckett": "x"})
