@@ -487,11 +487,15 @@ class Runner:
                 (proj / "pyproject.toml").write_text(f'[tool.wheelforge.sccache]\ndir = "{d / "sccache"}"\nport = "{port}"\n'
                                                      'idle_timeout = "900"\n')
             env = {**self.env, "SCCACHE_SERVER_PORT": str(port), "SCCACHE_DIR": str(d / "sccache")}
-            fill = self.timed(wf_command(step, source=str(src), wheelhouse=str(d / "wh-fill"), cache="sccache", root=str(REPO)),
+            # Fill and warm builds share one wheelhouse path (the fill's is moved aside in between):
+            # sccache keys nvcc's device code by the build folder, and wheelforge builds in <wheelhouse>/scratch/<key>.
+            fill = self.timed(wf_command(step, source=str(src), wheelhouse=str(d / "wh"), cache="sccache", root=str(REPO)),
                               env, proj, d / "fill.log")
             if fill["rc"] != 0:
                 t = fill
             else:
+                if not self.dry:
+                    os.rename(d / "wh", d / "wh-fill")
                 argv = wf_command(step, source=str(src), wheelhouse=str(d / "wh"), cache="sccache", root=str(REPO))
                 t = self.timed(argv, env, proj, d / "build.log")
                 rec.update(command=shlex.join(argv) + "  (cwd: project with a private [tool.wheelforge.sccache] dir, filled once)")

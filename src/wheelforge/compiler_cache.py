@@ -130,9 +130,11 @@ def launcher_env(settings: Any, facts: ToolchainFacts, *, torch_extension: bool 
         env.update(sccache_env(settings.sccache))
     if torch_extension:
         nvcc = facts.nvcc or "nvcc"
+        # torch's cpp_extension reads PYTORCH_NVCC for exactly this (its comment names ccache).
+        # CC/CXX stay untouched: torch checks the host compiler by running $CXX, and with
+        # "sccache c++" it reads sccache's version and refuses the build (seen on the GPU machine,
+        # torch 2.11 + CUDA 13.0: "sccache (0.0.0) is less than the minimum required version").
         env["PYTORCH_NVCC"] = f"{launcher.path} {nvcc}"
-        env["CC"] = f"{launcher.path} cc"
-        env["CXX"] = f"{launcher.path} c++"
     return env
 
 

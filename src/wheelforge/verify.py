@@ -120,6 +120,7 @@ class VerifyReport:
 def render_report(report: VerifyReport, console: Any = None) -> None:
     """A short rich table: one row per test, then the verdict."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = console or Console(stderr=True)
@@ -129,13 +130,14 @@ def render_report(report: VerifyReport, console: Any = None) -> None:
     table.add_column("result")
     table.add_column("message", overflow="fold", max_width=70)
     audit_msg = "; ".join(report.audit.get("failures", [])[:3]) or ("ok" if report.audit.get("ok") else "")
-    table.add_row("static audit", "passed" if report.audit.get("ok") else "failed", audit_msg)
+    table.add_row("static audit", "passed" if report.audit.get("ok") else "failed", escape(audit_msg))
     style = {"passed": "green", "failed": "red", "error": "red", "skipped": "yellow"}
     for t in report.tests:
-        table.add_row(t.name.rsplit("::", 1)[-1], f"[{style.get(t.outcome, '')}]{t.outcome}[/]", t.message.splitlines()[0][:200] if t.message else "")
+        message = t.message.splitlines()[0][:200] if t.message else ""
+        table.add_row(escape(t.name.rsplit("::", 1)[-1]), f"[{style.get(t.outcome, '')}]{t.outcome}[/]", escape(message))
     console.print(table)
     c = report.counts()
-    verdict = "[green]PASSED[/]" if report.ok else f"[red]FAILED[/]: {report.reason}"
+    verdict = "[green]PASSED[/]" if report.ok else f"[red]FAILED[/]: {escape(report.reason)}"
     console.print(f"{verdict}  ({c['passed']} passed, {c['failed'] + c['error']} failed, {c['skipped']} skipped)")
 
 
@@ -340,8 +342,8 @@ def parse_junit(path: Path) -> list[CaseResult]:
 def verify(
     wheel_or_entry: str | os.PathLike[str],
     *,
-    archs: Sequence[str],
-    cuda: str | None,
+    archs: Sequence[str] = (),
+    cuda: str | None = None,
     wheelhouse: str | os.PathLike[str] | None = None,
     extra_wheels: Sequence[str | os.PathLike[str]] = (),
     runtime_requires: Sequence[str] = (),
@@ -368,15 +370,20 @@ def verify(
     """
     from .audit import audit_path
 
-    if not archs:
-        raise ConfigError("verify.no-archs", "no architectures given to verify against", "pass --arch 12.0 (the archs the wheel was built for)")
     subject = resolve_subject(wheel_or_entry)
     wheel = subject.wheel
-    if subject.manifest and local_label is None:
-        local_label = subject.manifest.get("target", {}).get("label")
+    built_for = (subject.manifest or {}).get("target", {})
+    # An entry knows what it was built for; explicit arguments win.
+    archs = list(archs) or list(built_for.get("archs", []))
+    cuda = cuda or built_for.get("cuda")
+    local_label = local_label or built_for.get("label")
+    if not archs:
+        raise ConfigError("verify.no-archs", f"no architectures given to verify {wheel.name} against",
+                          "pass --arch 12.0 (the archs the wheel was built for)")
     started = _now()
     echo(f"verify {wheel.name}: archs {';'.join(archs)}, CUDA {cuda or '?'}")
-    audit = audit_path(wheel, list(archs))
+    # A wheel built for GPU archs with no device code at all came out CPU-only: a failure.
+    audit = audit_path(wheel, list(archs), require_device_code=True)
     audit_dict = audit.to_dict() if hasattr(audit, "to_dict") else json.loads(audit.to_json())
     report = VerifyReport(
         wheel=wheel.name, sha256=sha256_file(wheel), archs_requested=list(archs), archs_found=list(audit.archs_found),

@@ -1,8 +1,10 @@
 """llama-cpp-python wheel: a tiny random llama (GGUF written here, no download) runs on CPU and GPU alike.
 
-The model is fixed (seed 0) rather than fresh each run: the CPU test below proves that its
-greedy path has wide top-1 margins, which is what makes "GPU greedy tokens equal CPU greedy
-tokens" a fair demand.  The prompt stays under 32 tokens so that a CUDA build with
+The model is fixed (MODEL_SEED) rather than fresh each run: random models often have near-tied
+top-2 logits, where any backend may pick either token.  Seed 84 was chosen (seeds 0-89 tried
+with llama-cpp-python 0.3.36) because every greedy step leads by >= 0.88 while logits span
+about +-15; the CPU test below re-proves that margin, so "GPU greedy tokens equal CPU greedy
+tokens" stays a fair demand.  The prompt stays under 32 tokens so that a CUDA build with
 ``n_gpu_layers=0`` computes on the CPU (llama.cpp offloads only large batches).
 """
 
@@ -14,8 +16,9 @@ import pytest
 pytestmark = pytest.mark.postbuild
 
 PROMPT = b"hello world and the"
+MODEL_SEED = 84
 N_NEW = 8  # greedy tokens generated after the prompt
-# Logits have std ~4 (see gguf_model.TinyLlama.output_scale).  f32 weights: GPU sgemm differs
+# Logits have std ~4, max ~15 (see gguf_model.TinyLlama.output_scale).  f32 weights: GPU sgemm differs
 # from CPU only by summation order (~1e-5), 0.02 is generous.  f16 weights: llama.cpp's CUDA
 # path rounds activations to f16 and may accumulate in f16, ~1e-2; 0.15 allows that.
 ATOL = {"f32": 0.02, "f16": 0.15}
@@ -35,7 +38,7 @@ def model(request, tmp_path_factory):
     from gguf_model import write_tiny_llama
 
     path = tmp_path_factory.mktemp("gguf") / f"tiny-{request.param}.gguf"
-    return request.param, write_tiny_llama(path, seed=0, dtype=request.param)
+    return request.param, write_tiny_llama(path, seed=MODEL_SEED, dtype=request.param)
 
 
 def _load(llama_cpp, path, n_gpu_layers: int):

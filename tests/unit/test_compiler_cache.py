@@ -38,10 +38,11 @@ def test_cmake_env_sets_all_three_launchers_only() -> None:
     assert launcher_of(env).name == "sccache"
 
 
-def test_torch_extension_env_wraps_nvcc_and_cxx() -> None:
+def test_torch_extension_env_wraps_nvcc_not_the_host_compiler() -> None:
     env = launcher_env(settings("ccache"), BOTH, torch_extension=True)
     assert env["PYTORCH_NVCC"] == "/usr/bin/ccache /cuda/bin/nvcc"
-    assert env["CXX"] == "/usr/bin/ccache c++" and env["CC"] == "/usr/bin/ccache cc"
+    # torch runs $CXX to check the host compiler's version; a launcher there makes it refuse the build
+    assert "CXX" not in env and "CC" not in env
     assert "SCCACHE_DIR" not in env
 
 
