@@ -11,6 +11,8 @@ import functools
 from invoke import Collection, Exit, task
 
 COMMON = {
+    "compiler_cache": "auto (default), sccache, ccache or none",
+    "jobs": "parallel compile jobs (default: from free memory and cores)",
     "arch": "CUDA archs: 12.0, 120, sm_120, 12.0a, 12.0+PTX; lists with ; , or spaces (default 12.0)",
     "cuda": "CUDA version of the toolkit: 12.8 (default), 13.0, ... or auto",
     "version": "upstream version of the recipe (default: the recipe's default_version)",
@@ -74,11 +76,12 @@ def toolchain(c, cuda=None, json=False):
             "no_isolation": "use the current interpreter's packages instead of a build venv"},
       iterable=["with_"])
 def plan(c, recipe, version=None, arch=None, cuda=None, json=False, recipes_dir=None, with_=None,
-         source=None, no_isolation=False, jobs=None):
+         source=None, no_isolation=False, jobs=None, compiler_cache=None):
     """Print the build plan (source, patches, env, commands, wheel name, cache key) without running anything."""
     from wheelforge.cli import show_plan
 
-    show_plan(_settings(arch=arch, cuda=cuda, recipes_dir=recipes_dir, jobs=jobs), _split(recipe), version=version,
+    show_plan(_settings(arch=arch, cuda=cuda, recipes_dir=recipes_dir, jobs=jobs, compiler_cache=compiler_cache),
+              _split(recipe), version=version,
               with_pins=with_ or [], source=source, no_isolation=no_isolation, as_json=json)
 
 
@@ -130,14 +133,18 @@ def inspect(c, path, arch=None, json=False):
 
 @command(help={"target": "a recipe name or a wheel path",
             "allow_arch_mismatch": "run GPU tests even when the GPU is not in the wheel's arch list",
-            "system_site_packages": "let the test venv see the interpreter's packages (a machine whose torch can't be reinstalled offline)"})
+            "system_site_packages": "let the test venv see the interpreter's packages (a machine whose torch can't be reinstalled offline)",
+            "offline": "install nothing from package indexes (wheelhouse and local wheels only)",
+            "find_links": "another folder of wheels for the test venv (repeatable)"},
+         iterable=["find_links"])
 def verify(c, target, arch=None, cuda=None, version=None, wheelhouse=None, recipes_dir=None, allow_arch_mismatch=False,
-           system_site_packages=False):
+           system_site_packages=False, offline=False, find_links=None):
     """Run the post-build test suite for a wheel in a fresh venv; write verify.json beside it."""
     from wheelforge.cli import verify_target
 
     verify_target(_settings(arch=arch, cuda=cuda, wheelhouse=wheelhouse, recipes_dir=recipes_dir), target,
-                  version=version, allow_arch_mismatch=allow_arch_mismatch, system_site_packages=system_site_packages)
+                  version=version, allow_arch_mismatch=allow_arch_mismatch, system_site_packages=system_site_packages,
+                  offline=offline, find_links=find_links or [])
 
 
 @command(help={"print_config": "print pip/uv client recipes for this index instead",

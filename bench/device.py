@@ -137,7 +137,7 @@ def wf_command(step: Step, *, source: str, wheelhouse: str, cache: str = "none",
 
 def plan_command(step: Step, *, source: str) -> list[str]:
     return ["python3", "-m", "invoke", "plan", step.recipe, "--no-isolation", "--cuda", "auto", "--arch", ";".join(step.archs),
-            "--source", source, "--json"]
+            "--source", source, "--compiler-cache", "none", "--json"]
 
 
 def count_elf(listing: str) -> dict[str, int]:

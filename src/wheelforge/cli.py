@@ -236,3 +236,29 @@ def build_recipes(settings: Settings, recipes: Sequence[str], *, version: str | 
     for r in results:
         state = "up to date" if r.noop else f"built in {r.seconds:.1f} s"
         sys.stdout.write(f"{r.recipe}: {state}: {r.wheel}" + (f" (verify: {r.verify})" if r.verify else "") + "\n")
+
+
+# --------------------------------------------------------------------------- verify
+
+
+def verify_target(settings: Settings, target: str, *, version: str | None = None, allow_arch_mismatch: bool = False,
+                  system_site_packages: bool = False, offline: bool = False, find_links: Sequence[str] = ()) -> None:
+    """``target`` is a wheel path or a recipe name (its newest wheelhouse entry)."""
+    from .verify import latest_entry, render_report, verify
+
+    # An entry records what it was built for; only archs/CUDA the user set override that.
+    archs = [str(a) for a in settings.target.archs] if settings.sources.get("arch") != "default" else []
+    cuda = settings.target.cuda if settings.sources.get("cuda") != "default" and settings.target.cuda != "auto" else None
+    runtime_requires: Sequence[str] = ()
+    test_module = None
+    if Path(target).exists():
+        subject = Path(target)
+    else:
+        recipe = _recipe(settings, target)
+        subject = latest_entry(settings.wheelhouse, recipe.name, archs or None)
+        runtime_requires, test_module = recipe.runtime_requires, recipe.test_module
+    report = verify(subject, archs=archs, cuda=cuda, wheelhouse=settings.wheelhouse, runtime_requires=runtime_requires,
+                    test_module=test_module, allow_arch_mismatch=allow_arch_mismatch,
+                    system_site_packages=system_site_packages, offline=offline, extra_wheels=list(find_links))
+    render_report(report)
+    report.raise_for_result()

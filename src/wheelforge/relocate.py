@@ -61,8 +61,9 @@ _PIP_STEMS: dict[str, tuple[str, str, bool]] = {
     "libnvrtc": ("nvidia-cuda-nvrtc", "cuda_nvrtc", True),
     "libnvrtc-builtins": ("nvidia-cuda-nvrtc", "cuda_nvrtc", True),
     "libcupti": ("nvidia-cuda-cupti", "cuda_cupti", True),
-    "libcublas": ("nvidia-cublas", "cublas", True),
-    "libcublasLt": ("nvidia-cublas", "cublas", True),
+    # cuBLAS has its own version line (13.1.x ships with CUDA 13.0 updates): no minor pin.
+    "libcublas": ("nvidia-cublas", "cublas", False),
+    "libcublasLt": ("nvidia-cublas", "cublas", False),
     "libnvJitLink": ("nvidia-nvjitlink", "nvjitlink", True),
     "libcufft": ("nvidia-cufft", "cufft", False),
     "libcurand": ("nvidia-curand", "curand", False),
