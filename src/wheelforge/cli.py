@@ -247,8 +247,9 @@ def verify_target(settings: Settings, target: str, *, version: str | None = None
     from .verify import latest_entry, render_report, verify
 
     # An entry records what it was built for; only archs/CUDA the user set override that.
-    archs = [str(a) for a in settings.target.archs] if settings.sources.get("arch") != "default" else []
-    cuda = settings.target.cuda if settings.sources.get("cuda") != "default" and settings.target.cuda != "auto" else None
+    explicit = ("flag", "WHEELFORGE_ARCH", "WHEELFORGE_CUDA")
+    archs = [str(a) for a in settings.target.archs] if settings.sources.get("arch") in explicit else []
+    cuda = settings.target.cuda if settings.sources.get("cuda") in explicit and settings.target.cuda != "auto" else None
     runtime_requires: Sequence[str] = ()
     test_module = None
     if Path(target).exists():

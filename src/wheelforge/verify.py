@@ -174,6 +174,15 @@ def resolve_subject(wheel_or_entry: str | os.PathLike[str]) -> Subject:
     return Subject(wheel=p.resolve(), entry_dir=p.parent.resolve() if manifest else None, manifest=manifest)
 
 
+def _satisfied(python: str, requirement: str) -> bool:
+    """Whether ``python`` already has a distribution meeting ``requirement``."""
+    code = ("import sys\nfrom importlib.metadata import version, PackageNotFoundError\n"
+            "from packaging.requirements import Requirement\nr = Requirement(sys.argv[1])\n"
+            "try:\n    sys.exit(0 if r.specifier.contains(version(r.name), prereleases=True) else 1)\n"
+            "except PackageNotFoundError:\n    sys.exit(1)\n")
+    return subprocess.run([python, "-c", code, requirement], capture_output=True, check=False).returncode == 0
+
+
 def latest_entry(wheelhouse: str | os.PathLike[str], recipe: str, archs: Sequence[str] | None = None) -> Path:
     """The newest entry folder built from ``recipe`` (optionally for exactly ``archs``)."""
     from .wheelhouse import Wheelhouse
@@ -404,6 +413,10 @@ def verify(
         report.python = _python_version(venv_python)
         modules = suite_modules(wheel, test_module)
         tools = [r for m in [""] + modules for r in TEST_REQUIRES.get(m, ())]
+        if system_site_packages:
+            # The venv already sees the interpreter's packages; ask pip only for what is missing there
+            # (an offline GPU machine has pytest and numpy but no index to fetch them from).
+            tools = [r for r in tools if not _satisfied(python, r)]
         links = [wheel.parent] + _wheelhouse_dirs(wheelhouse) + [Path(p) if Path(p).is_dir() else Path(p).parent for p in extra_wheels]
         try:
             install(venv_python, [str(wheel), *runtime_requires, *tools], find_links=links, offline=offline, echo=echo)
