@@ -175,14 +175,23 @@ def resolve_pin(text: str, *, offline: bool = False, echo: Echo = _stderr) -> Bu
                            cuda_version=cuda, recipe=name)
 
 
+#: Reads a distribution's version and, for torch, the CUDA it was built for from torch/version.py,
+#: without importing torch (which takes seconds and would dominate a no-op rebuild).
+_INSTALLED_PROBE = (
+    "import importlib.metadata as m, json, re, sys\n"
+    "n = sys.argv[1]; d = m.distribution(n); c = None\n"
+    "if n == 'torch':\n"
+    "    t = d.locate_file('torch/version.py').read_text()\n"
+    "    g = re.search(r\"^cuda\\b[^=]*=\\s*['\\\"]([0-9.]+)['\\\"]\", t, re.M); c = g and g.group(1)\n"
+    "print(json.dumps([d.version, c]))\n"
+)
+
+
 def installed_dependency(name: str, python: str, *, echo: Echo = _stderr) -> BuildDependency:
     """``--no-isolation``: the version (and, for torch, CUDA) of ``name`` in the target interpreter."""
     import subprocess
 
-    code = ("import importlib.metadata as m, json, sys; n = sys.argv[1]; v = m.version(n); c = None\n"
-            "if n == 'torch':\n import torch; c = torch.version.cuda\n"
-            "print(json.dumps([v, c]))")
-    argv = [python, "-c", code, name]
+    argv = [python, "-c", _INSTALLED_PROBE, name]
     echo(f"$ {python} -c '<read {name} version>' {name}")
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=dict(os.environ), check=False)
     if proc.returncode != 0:

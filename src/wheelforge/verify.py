@@ -47,6 +47,7 @@ MODULE_BY_PROJECT = {
 TEST_REQUIRES: dict[str, tuple[str, ...]] = {
     "": ("pytest>=8.0",),
     "test_llama_cpp.py": ("gguf>=0.10", "numpy>=1.26"),
+    "test_demo_cuda.py": ("numpy>=1.26",),
 }
 _MISMATCH = re.compile(r"GPU \S+ is not covered by this wheel: .*")
 
