@@ -393,7 +393,7 @@ def _measure(work: Path) -> list[dict[str, Any]]:
                "populating_build_s": populate.wall, "cache_lines": cache_lines,
                "note": f"warm {warm_s:.1f} s vs cold {wf_cold:.1f} s; {RECIPE} has one kernel, so the fixed cost of "
                        f"configure, packaging and audit dominates; cache: {cache_lines[-1] if cache_lines else 'no stats line'}"},
-        command=show(warm_argv(Path("<fresh wheelhouse>"))) + f"  (cwd: a project whose [tool.wheelforge.sccache] dir is warm)"))
+        command=show(warm_argv(Path("<fresh wheelhouse>"))) + "  (cwd: a project whose [tool.wheelforge.sccache] dir is warm)"))
     points.append({"package": RECIPE, "variant": "wheelforge-warm", "archs": [ARCH], "seconds": warm_s})
 
     # ---- 4b. memory-tight machine: naive MAX_JOBS=nproc versus wheelforge's choice under an 8 GiB cgroup

@@ -45,6 +45,7 @@ from filelock import FileLock
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
+from .digest import sha256_file
 from .errors import IndexError_
 
 if sys.version_info >= (3, 11):
@@ -147,14 +148,6 @@ def _requires_python(metadata: bytes) -> str | None:
     return None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def collect(wheelhouse: Path, *, rehash: bool = False) -> tuple[list[IndexFile], list[str]]:
     """Every wheel in ``entries/`` with what the index needs, plus warnings.
 
@@ -194,7 +187,7 @@ def collect(wheelhouse: Path, *, rehash: bool = False) -> tuple[list[IndexFile],
             raise IndexError_("index.bad-entry", f"{manifest}: size {entry.get('size')} but {filename} has {size} bytes", "the entry was changed after promotion; rebuild it")
         sha = entry.get("sha256")
         if rehash or not sha:
-            actual = _sha256(wheel)
+            actual = sha256_file(wheel)
             if sha and sha != actual:
                 raise IndexError_("index.hash-mismatch", f"{wheel}: sha256 {actual} differs from entry.json {sha}", "the wheel was changed after promotion; rebuild the entry")
             sha = actual

@@ -35,6 +35,7 @@ from urllib.request import url2pathname
 
 from filelock import FileLock
 
+from .digest import sha256_file
 from .errors import SourceError
 from .recipe import ArchiveSource, GitSource, PathSource, SdistSource, Source
 
@@ -101,14 +102,6 @@ def apply_mirrors(url: str, mirrors: Mapping[str, str] | None) -> str:
         return url
     best = max((p for p in mirrors if url.startswith(p)), key=len, default=None)
     return url if best is None else mirrors[best] + url[len(best):]
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -13,7 +13,6 @@ into the venv and shadows any system copy.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -30,6 +29,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
+from .digest import sha256_file
 from .errors import ConfigError, VerifyError
 
 #: The post-build suite lives in the repository (like the bundled recipes).
@@ -196,14 +196,6 @@ def latest_entry(wheelhouse: str | os.PathLike[str], recipe: str, archs: Sequenc
         raise ConfigError("verify.no-entry", f"no wheelhouse entry for recipe {recipe!r} in {wh.root}",
                           f"build it first (`invoke build {recipe}`) or pass a wheel path")
     return max(found, key=lambda e: str(e.manifest.get("built_at", ""))).path
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def suite_modules(wheel: Path, test_module: str | None) -> list[str]:

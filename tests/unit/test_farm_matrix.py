@@ -21,7 +21,7 @@ def _recipe(tmp_path, name, *, deps=(), versions=None, wheel_tag=None):
         lines.append(f'[versions."{v}"]')
         if req:
             lines.append(f'requires_python = "{req}"')
-        lines.append(f'source = {{ type = "path", path = "." }}')
+        lines.append('source = { type = "path", path = "." }')
     d = tmp_path / "recipes"
     d.mkdir(exist_ok=True)
     (d / f"{name}.toml").write_text("\n".join(lines) + "\n")
