@@ -237,7 +237,27 @@ def make_venv(dest: Path, *, python: str = sys.executable, system_site_packages:
     if proc.returncode != 0:
         raise VerifyError("verify.venv", f"cannot create a venv with {python}: {_last_line(proc)}",
                           "install the python3-venv package for that interpreter or pass --python")
-    return dest / "bin" / "python"
+    venv_python = dest / "bin" / "python"
+    if system_site_packages:
+        _see_parent_venv(python, venv_python, echo)
+    return venv_python
+
+
+def _see_parent_venv(python: str, venv_python: Path, echo: Echo) -> None:
+    """A venv made from a venv's interpreter sees the *base* install's site-packages, not the parent
+    venv's (seen on the GPU machine: /opt/torch/.venv's torch was invisible). A .pth file adds the
+    parent's folders behind the test venv's own, so the wheel under test still wins."""
+    code = "import sys, sysconfig, json; print(json.dumps([sys.prefix != sys.base_prefix, sorted({sysconfig.get_path('purelib'), sysconfig.get_path('platlib')})]))"
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        return
+    is_venv, parent_dirs = json.loads(out.stdout)
+    if not is_venv:
+        return
+    site = subprocess.run([str(venv_python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    (Path(site) / "_wheelforge_parent_venv.pth").write_text("".join(f"{d}\n" for d in parent_dirs))
+    echo(f"# test venv also sees {', '.join(parent_dirs)} (parent venv)")
 
 
 def install(venv_python: Path, requirements: Sequence[str], *, find_links: Iterable[Path] = (), offline: bool = False,

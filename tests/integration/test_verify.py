@@ -224,3 +224,22 @@ def test_arch_mismatch_line():
     assert conf.mismatch_line(spark, target("12.0")) is None  # sm_120 SASS runs on 12.1 (same major, higher minor)
     assert conf.mismatch_line(spark, target("12.0a")) == "GPU sm_121 is not covered by this wheel: sm_120a"
     assert conf.mismatch_line(None, target("12.0")) is None
+
+
+def test_system_site_packages_venv_sees_a_parent_venv(tmp_path):
+    """The GPU machine's torch lives in a venv; a test venv made from it must still see it."""
+    import subprocess
+    import sys
+
+    from wheelforge.verify import make_venv
+
+    parent = tmp_path / "parent"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(parent)], check=True)
+    site = subprocess.run([str(parent / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    (Path(site) / "wf_parent_probe.py").write_text("WHERE = 'parent venv'\n")
+    child = make_venv(tmp_path / "child", python=str(parent / "bin" / "python"), system_site_packages=True, echo=lambda _: None)
+    out = subprocess.run([str(child), "-c", "import wf_parent_probe; print(wf_parent_probe.WHERE)"], capture_output=True, text=True)
+    assert out.stdout.strip() == "parent venv", out.stderr
+    isolated = make_venv(tmp_path / "isolated", python=str(parent / "bin" / "python"), echo=lambda _: None)
+    assert subprocess.run([str(isolated), "-c", "import wf_parent_probe"], capture_output=True).returncode != 0
