@@ -125,7 +125,7 @@ _CUOBJ_LINE = re.compile(r"^ELF file\s+\d+:\s+\S*?\b(sm_\d+[a-z]?)\.cubin\s*$")
 def measure(so: str | os.PathLike[str] | None = None) -> list[dict]:
     from audit_support import find_cuobjdump
 
-    so = so or (sys.argv[1] if len(sys.argv) > 1 else None) or os.environ.get("WHEELFORGE_BENCH_SO")
+    so = so or os.environ.get("WHEELFORGE_BENCH_SO")
     if so:
         path, how = Path(so), {"source": "given file"}
     else:
@@ -181,4 +181,4 @@ def measure(so: str | os.PathLike[str] | None = None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(measure(), indent=2))
+    print(json.dumps(measure(sys.argv[1] if len(sys.argv) > 1 else None), indent=2))
