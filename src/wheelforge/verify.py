@@ -36,7 +36,7 @@ from .errors import ConfigError, VerifyError
 POSTBUILD_DIR = Path(__file__).resolve().parents[2] / "tests" / "postbuild"
 STATIC_MODULE = "test_wheel_static.py"
 #: Support files copied with every run (conftest holds target parsing and GPU detection).
-SUPPORT_FILES = ("conftest.py", "gguf_model.py")
+SUPPORT_FILES = ("conftest.py", "gguf_model.py", "postbuild_support.py")
 #: Suite module for a bare wheel, by distribution name; recipes name theirs in ``test_module``.
 MODULE_BY_PROJECT = {
     "torch": "test_torch.py",

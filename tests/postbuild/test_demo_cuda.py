@@ -5,17 +5,14 @@ from __future__ import annotations
 import random
 
 import pytest
+from postbuild_support import import_or_fail
 
 pytestmark = pytest.mark.postbuild
 
 
 @pytest.fixture(scope="module")
 def demo_cuda():
-    try:
-        import demo_cuda as mod
-    except ImportError as exc:
-        pytest.fail(f"import demo_cuda failed: {exc}", pytrace=False)
-    return mod
+    return import_or_fail("demo_cuda")
 
 
 def test_arch_info_matches_target(demo_cuda, target) -> None:

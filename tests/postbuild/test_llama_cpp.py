@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from postbuild_support import import_or_fail
 
 pytestmark = pytest.mark.postbuild
 
@@ -26,11 +27,7 @@ ATOL = {"f32": 0.02, "f16": 0.15}
 
 @pytest.fixture(scope="module")
 def llama_cpp():
-    try:
-        import llama_cpp as lc
-    except ImportError as exc:
-        pytest.fail(f"import llama_cpp failed: {exc}", pytrace=False)
-    return lc
+    return import_or_fail("llama_cpp")
 
 
 @pytest.fixture(scope="module", params=["f32", "f16"])

@@ -9,17 +9,14 @@ from __future__ import annotations
 import math
 
 import pytest
+from postbuild_support import import_or_fail
 
 pytestmark = pytest.mark.postbuild
 
 
 @pytest.fixture(scope="module")
 def torch():
-    try:
-        import torch as t
-    except ImportError as exc:  # in the verify venv torch must import: a failure, not a skip
-        pytest.fail(f"import torch failed: {exc}", pytrace=False)
-    return t
+    return import_or_fail("torch")  # in the verify venv torch must import: a failure, not a skip
 
 
 @pytest.fixture()

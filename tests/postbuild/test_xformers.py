@@ -12,26 +12,19 @@ import re
 from pathlib import Path
 
 import pytest
+from postbuild_support import import_or_fail
 
 pytestmark = pytest.mark.postbuild
 
 
 @pytest.fixture(scope="module")
 def torch():
-    try:
-        import torch as t
-    except ImportError as exc:
-        pytest.fail(f"import torch failed: {exc}", pytrace=False)
-    return t
+    return import_or_fail("torch")
 
 
 @pytest.fixture(scope="module")
 def xformers(torch):
-    try:
-        import xformers as xf
-    except ImportError as exc:
-        pytest.fail(f"import xformers failed: {exc}", pytrace=False)
-    return xf
+    return import_or_fail("xformers")
 
 
 def _build_info(xformers) -> dict:
