@@ -1,0 +1,52 @@
+"""The command line as users run it: tasks listed, plans without the requested toolkit, two-line errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+
+
+def invoke(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WHEELFORGE_")}
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_list_shows_every_task():
+    out = invoke("--list")
+    assert out.returncode == 0, out.stderr
+    for name in ("toolchain", "plan", "fetch", "patches.check", "build", "inspect", "verify", "index", "serve",
+                 "publish", "farm.matrix", "farm.status"):
+        assert f"  {name} " in out.stdout, name
+
+
+def test_plan_torch_for_cuda_12_8_without_that_toolkit():
+    out = invoke("plan", "torch", "--cuda", "12.8", "--json")
+    assert out.returncode == 0, out.stderr
+    plan = json.loads(out.stdout)
+    assert plan["env"]["TORCH_CUDA_ARCH_LIST"] == "12.0"
+    assert plan["env"]["PYTORCH_BUILD_VERSION"] == "2.15.0+cu128.sm120"
+    assert plan["source"]["commit"] == "d0f2af8b66b20da4baa50644c0cd3f887a2eae2e"
+    assert len(plan["key"]) == 64 and plan["wheel_name"].startswith("torch-2.15.0+cu128.sm120-")
+    assert "CUDA 12.8" in out.stderr  # says the toolkit is not here and a build would stop
+
+
+def test_bad_input_is_two_lines_and_an_exit_code():
+    out = invoke("plan", "torch", "--arch", "sm_999")
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert lines == [lines[0], lines[1]] and lines[0].startswith("error[arch.unknown]") and lines[1].startswith("hint: ")
+    assert "Traceback" not in out.stderr
+
+
+def test_environment_overrides_pyproject():
+    out = invoke("plan", "xformers", "--cuda", "auto", "--json", env_extra={"WHEELFORGE_ARCH": "9.0;12.0"})
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["env"]["TORCH_CUDA_ARCH_LIST"] == "9.0;12.0"
