@@ -19,6 +19,10 @@ COMMON = {
     "recipes_dir": "extra folder of recipe TOML files (also WHEELFORGE_RECIPE_PATH)",
     "wheelhouse": "wheelhouse folder (default ./wheelhouse, or WHEELFORGE_WHEELHOUSE)",
     "json": "print JSON instead of a table",
+    "with_": "build against a pinned upstream release, e.g. torch==2.15.0 (repeatable)",
+    "source": "build this local checkout instead of the pinned source",
+    "no_isolation": "use the current interpreter's packages instead of a build venv",
+    "offline": "use only the source cache",
 }
 
 
@@ -70,11 +74,7 @@ def toolchain(c, cuda=None, json=False):
     show_toolchain(_settings(cuda=cuda), as_json=json)
 
 
-@command(help={"recipe": "recipe name(s), comma-separated",
-            "with_": "build against a pinned upstream release, e.g. torch==2.15.0 (repeatable)",
-            "source": "build this local checkout instead of the pinned source",
-            "no_isolation": "use the current interpreter's packages instead of a build venv"},
-      iterable=["with_"])
+@command(help={"recipe": "recipe name(s), comma-separated"}, iterable=["with_"])
 def plan(c, recipe, version=None, arch=None, cuda=None, json=False, recipes_dir=None, with_=None,
          source=None, no_isolation=False, jobs=None, compiler_cache=None):
     """Print the build plan (source, patches, env, commands, wheel name, cache key) without running anything."""
@@ -103,12 +103,7 @@ def patches_check(c, recipe, offline=False, recipes_dir=None):
 
 @command(help={"recipe": "recipe name(s), comma-separated",
             "jobs": "parallel compile jobs (default: from free memory and cores)",
-            "no_isolation": "use the current interpreter's packages instead of a build venv",
-            "with_": "build against a pinned upstream release, e.g. torch==2.15.0 (repeatable)",
-            "source": "build this local checkout instead of the pinned source",
             "no_verify": "skip the post-build test suite (the static audit still runs)",
-            "offline": "use only the source cache",
-            "compiler_cache": "auto (default), sccache, ccache or none",
             "allow_arch_mismatch": "let verify run GPU tests on a GPU the wheel does not cover"},
       iterable=["with_"])
 def build(c, recipe, version=None, arch=None, cuda=None, jobs=None, no_isolation=False, with_=None, source=None,

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-from wheelforge.errors import ArchError, AuditError
+from wheelforge.errors import AuditError
 from wheelforge.fatbin import ELF_MAGIC, FatbinEntry, list_entries, list_entries_from_bytes
 
 PTX_ONLY_NOTE = "PTX only: users pay a JIT at start"
@@ -55,24 +55,12 @@ class Arch:
         return f"{self.sm}{self.suffix}"
 
 
-_ARCH_RE = re.compile(r"^(?:sm_|compute_)?(\d{2,3})([af]?)$")
-_DOTTED_RE = re.compile(r"^(\d{1,2})\.(\d)([af]?)$")
-
-
 def parse_arch(text: str) -> Arch:
-    """``"120"``, ``"120a"``, ``"sm_120f"`` or ``"12.0"`` -> :class:`Arch`."""
-    t = str(text).strip().lower()
-    m = _ARCH_RE.match(t)
-    if m:
-        return Arch(int(m.group(1)), m.group(2))
-    m = _DOTTED_RE.match(t)
-    if m:
-        return Arch(int(m.group(1)) * 10 + int(m.group(2)), m.group(3))
-    raise ArchError(
-        "arch.unknown",
-        f"cannot read arch {text!r} for the audit",
-        'write it as "120", "120a", "120f", "sm_120" or "12.0"',
-    )
+    """``"120"``, ``"120a"``, ``"sm_120f"`` or ``"12.0"`` -> :class:`Arch` (spellings as in :mod:`wheelforge.arch`)."""
+    from .arch import parse_arch as parse_cuda_arch
+
+    a = parse_cuda_arch(str(text))
+    return Arch(a.major * 10 + a.minor, a.suffix)
 
 
 def sass_satisfies(entry: FatbinEntry, want: Arch) -> bool:
