@@ -16,6 +16,8 @@ Steps (space- or comma-separated; arch lists use ';'):
     <pkg>-warm:<archs>    two wheelforge builds with a private sccache: one fills it, the next (fresh
                           wheelhouse and build folder) is the warm rebuild
     <pkg>-noop            the last <pkg>-wf build's command again, 5 times (key already built)
+    <pkg>-verify          `invoke verify` on the last <pkg>-wf wheel: a fresh venv that also sees the machine's
+                          torch (--system-site-packages), missing test wheels from .device/whl, the suite on the GPU
 <pkg> is xformers or llama (llama-cpp-python).  Sources: .device/src/xformers-0.0.35.tar.gz and
 .device/src/llama-trimmed.tar.gz; wheels in .device/whl are installed with pip --target .device/pylib.
 
@@ -53,7 +55,8 @@ PACKAGES = {
     "xformers": {"recipe": "xformers", "tarball": ".device/src/xformers-0.0.35.tar.gz"},
     "llama": {"recipe": "llama-cpp-python", "tarball": ".device/src/llama-trimmed.tar.gz"},
 }
-VARIANTS = ("manual", "plain", "wf", "warm", "noop")
+VARIANTS = ("manual", "plain", "wf", "warm", "noop", "verify")
+NO_ARCH_VARIANTS = ("noop", "verify")  # act on the last <pkg>-wf build
 OFFICIAL_CU128 = "7.0;7.5;8.0;8.6;9.0;10.0;12.0"
 LAUNCHER_KEYS = ("CMAKE_C_COMPILER_LAUNCHER", "CMAKE_CXX_COMPILER_LAUNCHER", "CMAKE_CUDA_COMPILER_LAUNCHER", "PYTORCH_NVCC")
 #: llama-cpp-python wheel size goals (issue 8, figure 6), bytes, by arch list
@@ -102,9 +105,9 @@ def parse_plan(text: str) -> list[Step]:
             raise ValueError(f"cannot read plan step {item!r}; write <{'|'.join(PACKAGES)}>-<{'|'.join(VARIANTS)}>[:<archs>], "
                              "e.g. xformers-wf:9.0;12.0")
         arch_list = tuple(normalize_arch(a) for a in re.split(r"[;]", archs) if a.strip())
-        if variant == "noop" and arch_list:
-            raise ValueError(f"plan step {item!r}: noop repeats the last {pkg}-wf build; give it no archs")
-        if variant != "noop" and not arch_list:
+        if variant in NO_ARCH_VARIANTS and arch_list:
+            raise ValueError(f"plan step {item!r}: {variant} acts on the last {pkg}-wf build; give it no archs")
+        if variant not in NO_ARCH_VARIANTS and not arch_list:
             raise ValueError(f"plan step {item!r} needs archs, e.g. {item}:9.0;12.0")
         steps.append(Step(pkg, variant, arch_list))
     if not steps:
@@ -304,6 +307,7 @@ class Runner:
         self.machine = machine_info() if not dry_run else {"name": "GPU machine (dry run)", "gpu_machine": True}
         self.last_wf: dict[str, dict[str, Any]] = {}
         self.env = dict(os.environ)
+        self.cache_env = self.env  # PATH with sccache (setup())
         self.log_fh = None
 
     # -- output
@@ -335,8 +339,19 @@ class Runner:
                 self.run_simple(["python3", "-m", "pip", "install", "--no-index", "--no-deps", "--target", str(pylib), *wheels])
         paths = [str(REPO / "src")] + ([str(pylib)] if pylib.is_dir() or self.dry else [])
         self.env["PYTHONPATH"] = os.pathsep.join([*paths, *filter(None, [self.env.get("PYTHONPATH")])])
-        self.env["PATH"] = os.pathsep.join([str(pylib / "bin"), self.env.get("PATH", "/usr/bin:/bin")])
         self.env["PYTHONUNBUFFERED"] = "1"
+        # llama.cpp's GGML_CCACHE (on by default) puts any sccache/ccache on PATH in front of every
+        # compile when no launcher is set: steps without a compiler cache see pylib/bin minus sccache.
+        shim = self.state / "bin-without-sccache"
+        if not self.dry and (pylib / "bin").is_dir():
+            shutil.rmtree(shim, ignore_errors=True)
+            shim.mkdir(parents=True)
+            for tool in (pylib / "bin").iterdir():
+                if tool.name not in ("sccache", "ccache"):
+                    (shim / tool.name).symlink_to(tool)
+        base_path = self.env.get("PATH", "/usr/bin:/bin")
+        self.cache_env = {**self.env, "PATH": os.pathsep.join([str(pylib / "bin"), base_path])}
+        self.env["PATH"] = os.pathsep.join([str(shim), base_path])
 
     def run_simple(self, argv: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
         self.say("$ " + shlex.join(argv))
@@ -454,6 +469,9 @@ class Runner:
             rec.update(samples=samples, wall=_median(samples), cpu=0.0, command=shlex.join(last["argv"]))
             return rec
 
+        if step.variant == "verify":
+            return self.verify_step(step, d, rec)
+
         src = self.extract(step.package, d / "src")
         if step.variant in ("manual", "plain"):
             out = d / "out"
@@ -476,7 +494,7 @@ class Runner:
         elif step.variant == "wf":
             argv = wf_command(step, source=str(src), wheelhouse=str(d / "wh"))
             t = self.timed(argv, self.env, REPO, d / "build.log")
-            self.last_wf[step.package] = {"argv": argv}
+            self.last_wf[step.package] = {"argv": argv, "wheelhouse": d / "wh"}
             rec["command"] = shlex.join(argv)
             folder = d / "wh"
         else:  # warm
@@ -486,7 +504,7 @@ class Runner:
                 proj.mkdir(parents=True, exist_ok=True)
                 (proj / "pyproject.toml").write_text(f'[tool.wheelforge.sccache]\ndir = "{d / "sccache"}"\nport = "{port}"\n'
                                                      'idle_timeout = "900"\n')
-            env = {**self.env, "SCCACHE_SERVER_PORT": str(port), "SCCACHE_DIR": str(d / "sccache")}
+            env = {**self.cache_env, "SCCACHE_SERVER_PORT": str(port), "SCCACHE_DIR": str(d / "sccache")}
             # Fill and warm builds share one wheelhouse path (the fill's is moved aside in between):
             # sccache keys nvcc's device code by the build folder, and wheelforge builds in <wheelhouse>/scratch/<key>.
             fill = self.timed(wf_command(step, source=str(src), wheelhouse=str(d / "wh"), cache="sccache", root=str(REPO)),
@@ -515,6 +533,26 @@ class Runner:
             raise RuntimeError(f"exit {t['rc']}; last lines: {' / '.join(t['tail'][-8:])}")
         if not self.dry:
             rec.update(self.inspect_wheel(folder))
+        return rec
+
+    def verify_step(self, step: Step, d: Path, rec: dict[str, Any]) -> dict[str, Any]:
+        last = self.last_wf.get(step.package)
+        if not last:
+            raise RuntimeError(f"{step.text} needs an earlier {step.package}-wf step in the plan")
+        wh = Path(last["wheelhouse"])
+        wheels = sorted(p for p in wh.rglob("*.whl") if "scratch" not in p.parts)
+        if not wheels and not self.dry:
+            raise RuntimeError(f"no wheel in {wh} to verify")
+        wheel = wheels[-1] if wheels else wh / "<wheel>"
+        argv = ["python3", "-m", "invoke", "verify", str(wheel), "--wheelhouse", str(wh), "--system-site-packages", "--offline",
+                "--find-links", str(REPO / ".device" / "whl")]
+        t = self.timed(argv, self.env, REPO, d / "verify.log")
+        rec.update(rc=t["rc"], wall=t["wall"], cpu=t["cpu"], command=shlex.join(argv), log=str(d / "verify.log"), wheel=wheel.name)
+        report = wheel.parent / "verify.json"
+        if report.exists():
+            rec["report"] = json.loads(report.read_text())
+        if t["rc"] != 0:
+            raise RuntimeError(f"verify exited {t['rc']}: {' / '.join(t['tail'][-8:])}")
         return rec
 
     def run(self, steps: Sequence[Step]) -> int:

@@ -181,7 +181,8 @@ def _satisfied(python: str, requirement: str) -> bool:
             "from packaging.requirements import Requirement\nr = Requirement(sys.argv[1])\n"
             "try:\n    sys.exit(0 if r.specifier.contains(version(r.name), prereleases=True) else 1)\n"
             "except PackageNotFoundError:\n    sys.exit(1)\n")
-    return subprocess.run([python, "-c", code, requirement], capture_output=True, check=False).returncode == 0
+    # The venv's environment, not ours: a PYTHONPATH here (the GPU machine's carried wheels) is dropped there.
+    return subprocess.run([python, "-c", code, requirement], capture_output=True, env=_base_env(), check=False).returncode == 0
 
 
 def latest_entry(wheelhouse: str | os.PathLike[str], recipe: str, archs: Sequence[str] | None = None) -> Path:

@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 import ast
+import json
 import os
+import subprocess
 import sys
 import time
 import venv
@@ -113,9 +115,19 @@ def test_xformers_patch_pins_exact_torch(xformers_sdist: Path, tmp_path: Path) -
         "torch==2.15.0",
     ]
 
-    # fetch_requirements() feeds it the version of the torch that runs setup.py
-    (fetch,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "fetch_requirements"]
-    assert "pin_torch_requirement(reqs, str(torch.__version__))" in ast.unparse(fetch)
+    # fetch_requirements() feeds it the version pip sees for the torch that runs setup.py (its
+    # distribution metadata: PyPI's torch is "2.11.0" there but "2.11.0+cu130" in torch.__version__).
+    # Run the two patched functions in a child whose only torch is a distribution made here.
+    site = tmp_path / "site"
+    dist_info = site / "torch-2.11.0.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: torch\nVersion: 2.11.0\n")
+    funcs = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in ("pin_torch_requirement", "fetch_requirements")]
+    code = ("import importlib.metadata, json\nfrom typing import List\n" + ast.unparse(ast.Module(body=funcs, type_ignores=[]))
+            + "\nprint(json.dumps(fetch_requirements()))\n")
+    out = subprocess.run([sys.executable, "-S", "-c", f"import sys; sys.path.insert(0, {str(site)!r})\n" + code], cwd=root,
+                         capture_output=True, text=True, check=True, env={"PATH": os.environ.get("PATH", "")})
+    assert json.loads(out.stdout) == [r if not r.replace(" ", "").startswith("torch>=") else "torch==2.11.0" for r in pristine_reqs]
     # and setup() takes install_requires from fetch_requirements()
     assert "install_requires=fetch_requirements()" in (root / "setup.py").read_text()
 

@@ -243,3 +243,19 @@ def test_system_site_packages_venv_sees_a_parent_venv(tmp_path):
     assert out.stdout.strip() == "parent venv", out.stderr
     isolated = make_venv(tmp_path / "isolated", python=str(parent / "bin" / "python"), echo=lambda _: None)
     assert subprocess.run([str(isolated), "-c", "import wf_parent_probe"], capture_output=True).returncode != 0
+
+
+def test_test_tools_found_only_on_our_pythonpath_are_still_installed(tmp_path, monkeypatch):
+    """The GPU machine carries wheelforge's own helpers on PYTHONPATH; the test venv never sees that
+    variable, so a tool found only there must still be installed into the venv (seen: gguf skipped,
+    then 'No module named gguf' in every llama test)."""
+    from wheelforge.verify import _satisfied
+
+    carried = tmp_path / "carried"
+    (carried / "wf_carried_tool-1.0.dist-info").mkdir(parents=True)
+    (carried / "wf_carried_tool-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: wf-carried-tool\nVersion: 1.0\n")
+    probe = [sys.executable, "-c", "import importlib.metadata as m; print(m.version('wf-carried-tool'))"]
+    assert subprocess.run(probe, env={**os.environ, "PYTHONPATH": str(carried)}, capture_output=True, text=True).stdout.strip() == "1.0"
+    monkeypatch.setenv("PYTHONPATH", str(carried))
+    assert not _satisfied(sys.executable, "wf-carried-tool>=1.0")
+    assert _satisfied(sys.executable, "pytest>=7")
