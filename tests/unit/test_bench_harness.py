@@ -141,14 +141,16 @@ def test_jobs_line_and_manual_command(tmp_path):
 
 
 def test_parse_plan_steps():
-    steps = device.parse_plan("xformers-manual:9.0;12.0, xformers-wf:90;sm_120  xformers-noop llama-cpp-python-wf:120")
-    assert [s.text for s in steps] == ["xformers-manual:9.0;12.0", "xformers-wf:9.0;12.0", "xformers-noop", "llama-wf:12.0"]
+    steps = device.parse_plan("xformers-manual:9.0;12.0, xformers-wf:90;sm_120  xformers-noop llama-cpp-python-wf:120 llama-verify")
+    assert [s.text for s in steps] == ["xformers-manual:9.0;12.0", "xformers-wf:9.0;12.0", "xformers-noop", "llama-wf:12.0",
+                                       "llama-verify"]
     assert steps[-1].recipe == "llama-cpp-python"
 
 
 @pytest.mark.parametrize(("plan", "message"), [
     ("torch-wf:12.0", "cannot read plan step"), ("xformers-fast:12.0", "cannot read plan step"),
-    ("xformers-wf", "needs archs"), ("xformers-noop:12.0", "give it no archs"), ("xformers-wf:12.x", "CUDA arch"), (" ", "empty"),
+    ("xformers-wf", "needs archs"), ("xformers-noop:12.0", "give it no archs"),
+    ("llama-verify:9.0", "give it no archs"), ("xformers-wf:12.x", "CUDA arch"), (" ", "empty"),
 ])
 def test_parse_plan_errors(plan, message):
     with pytest.raises(ValueError, match=message):
@@ -203,6 +205,26 @@ def test_rows_from_records_figures():
     assert all(r["machine"]["gpu_machine"] and r["date"] for r in rows.values())
     # the rows go through the runner's own checks
     assert len(run.device_rows({"rows": list(rows.values())})) == len(rows)
+
+
+def test_rows_from_a_warm_step_alone(tmp_path):
+    """A warm step's first build is a cold wheelforge build: it gives figure 3, 5 and 6 rows; a run that built
+    no stock wheel cites the team's shared baseline, marked as not from this run."""
+    gpu = {"name": "GPU machine (H100, 16 cores)", "gpu_machine": True}
+    records = [
+        _rec("llama", "wf", ("9.0", "12.0"), 432.0, wheel_bytes=43_192_672),
+        _rec("llama", "warm", ("12.0",), 54.0, populate_wall=270.0, wheel_bytes=25_674_479),
+    ]
+    rows = {(r["figure"], r["name"]): r for r in device.rows_from_records(records, gpu)}
+    assert rows[("3", "warm compiler-cache rebuild / cold, llama-cpp-python 12.0")]["value"] == pytest.approx(54 / 270)
+    assert rows[("5", "12.0 alone / 9.0;12.0, llama-cpp-python (wf)")]["value"] == pytest.approx(270 / 432)
+    size = rows[("6", "wheel size, llama-cpp-python 12.0")]
+    assert size["value"] == 25_674_479 and size["baseline"]["value"] == device.SHARED_STOCK_BYTES[("12.0",)]
+    assert "not this run" in size["baseline"]["name"] and size["extra"]["note"]
+    saved = tmp_path / "device_rows.json"
+    saved.write_text(json.dumps({"machine": gpu, "records": records, "rows": []}))
+    assert device.main(["--rows-from", str(saved)]) == 0
+    assert len(json.loads(saved.read_text())["rows"]) == len(rows)
 
 
 def test_device_dry_run_prints_commands(capsys):
