@@ -3,6 +3,7 @@
     python3 bench/run.py                      # every figure module under bench/figures/
     python3 bench/run.py --local              # only figures that need no GPU machine
     python3 bench/run.py --only build_local   # chosen modules (file names, comma-separated)
+    python3 bench/run.py --only archs_local   # slow modules (SLOW = True: real xformers builds) run only when named
     python3 bench/run.py --merge device_rows.json   # fold in rows bench/device.py wrote on the GPU machine
     python3 bench/run.py --render             # only regenerate the page and charts from results.json
 
@@ -342,6 +343,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             mod = import_figure(name)
             if args.local and getattr(mod, "NEEDS_GPU", False):
                 print(f"skip {name}: needs the GPU machine (run bench/device.py there, then --merge)", file=sys.stderr)
+                continue
+            if getattr(mod, "SLOW", False) and name not in only:
+                print(f"skip {name}: slow (real package builds); run it with --only {name}", file=sys.stderr)
                 continue
             print(f"== {name}", file=sys.stderr, flush=True)
             try:

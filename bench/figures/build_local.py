@@ -57,42 +57,8 @@ def _base_env() -> dict[str, str]:
     return env
 
 
-#: Set by measure(): None when ``invoke build`` is wired, else a stand-in script (see _driver).
-DRIVER: Path | None = None
-
-_DRIVER_CODE = """\
-# Stand-in for `invoke build` while wheelforge.cli has no build_recipes: same flags, same library call.
-import argparse, sys
-from wheelforge.cli import settings_from
-from wheelforge.errors import WheelforgeError
-from wheelforge.pipeline import build
-ap = argparse.ArgumentParser()
-ap.add_argument("recipe"); ap.add_argument("--cuda"); ap.add_argument("--arch"); ap.add_argument("--wheelhouse")
-ap.add_argument("--jobs", type=int); ap.add_argument("--compiler-cache"); ap.add_argument("--source")
-ap.add_argument("--no-isolation", action="store_true"); ap.add_argument("--no-verify", action="store_true")
-a = ap.parse_args()
-s = settings_from({"cuda": a.cuda, "arch": a.arch, "wheelhouse": a.wheelhouse, "jobs": a.jobs, "compiler_cache": a.compiler_cache})
-try:
-    build(a.recipe.split(","), settings=s, no_isolation=a.no_isolation, source_path=a.source, verify=not a.no_verify, progress=False)
-except WheelforgeError as err:
-    sys.exit(err.render())
-"""
-
-
-def _driver(work: Path) -> Path | None:
-    """None when the CLI can build; otherwise a script with the task's flags calling the same library."""
-    import wheelforge.cli as cli
-
-    if hasattr(cli, "build_recipes"):
-        return None
-    path = work / "wf_build_driver.py"
-    path.write_text(_DRIVER_CODE)
-    print("# wheelforge.cli has no build_recipes yet: timing builds through a stand-in with the same flags", file=sys.stderr)
-    return path
-
-
 def wf_build(wheelhouse: Path, *extra: str, root: bool = False) -> list[str]:
-    head = [PY, str(DRIVER)] if DRIVER else [*INVOKE, *(["-r", str(REPO)] if root else []), "build"]
+    head = [*INVOKE, *(["-r", str(REPO)] if root else []), "build"]
     return [*head, RECIPE, "--cuda", CUDA, "--arch", ARCH, "--wheelhouse", str(wheelhouse), *extra]
 
 
@@ -270,8 +236,6 @@ def measure() -> list[dict[str, Any]]:
 
 
 def _measure(work: Path) -> list[dict[str, Any]]:
-    global DRIVER
-    DRIVER = _driver(work)
     env = _base_env()
     cores = os.cpu_count() or 1
     rows: list[dict[str, Any]] = []
@@ -440,7 +404,4 @@ def _measure(work: Path) -> list[dict[str, Any]]:
         if os.environ.get("BENCH_WHEELFORGE_SRC"):
             r["extra"]["wheelforge_src"] = os.environ["BENCH_WHEELFORGE_SRC"]
             r["extra"]["note"] = f"[wheelforge from {os.environ['BENCH_WHEELFORGE_SRC']}, not src/] " + r["extra"].get("note", "")
-        if DRIVER:
-            r["extra"]["driver"] = "stand-in script calling wheelforge.pipeline.build (invoke build was not wired yet)"
-            r["extra"]["note"] = "[timed through a stand-in for `invoke build`; rerun once the task is wired] " + r["extra"].get("note", "")
     return rows

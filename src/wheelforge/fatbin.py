@@ -29,7 +29,6 @@ entry start + header size + payload size.
 
 from __future__ import annotations
 
-import io
 import mmap
 import os
 import struct
@@ -41,6 +40,7 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
 from wheelforge.errors import AuditError
+from wheelforge.streams import SeekableReader
 
 FATBIN_SECTION = ".nv_fatbin"
 RELFATBIN_SECTION = "__nv_relfatbin"
@@ -228,31 +228,17 @@ def _parse_section(buf, name: str, sec_name: str, start: int, size: int) -> list
     return entries
 
 
-class _BufferStream(io.RawIOBase):
+class _BufferStream(SeekableReader):
     """A seekable read-only stream over an mmap/bytes without copying it (pyelftools wants a stream)."""
 
     def __init__(self, buf) -> None:
         self._buf = memoryview(buf)
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._buf)}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
+        super().__init__(len(self._buf))
 
     def read(self, n: int = -1) -> bytes:
-        stop = len(self._buf) if n is None or n < 0 else min(len(self._buf), self._pos + n)
-        out = bytes(self._buf[self._pos : stop])
-        self._pos = max(self._pos, stop)
+        stop = self.size if n is None or n < 0 else min(self.size, self.pos + n)
+        out = bytes(self._buf[self.pos : stop])
+        self.pos = max(self.pos, stop)
         return out
 
     def readinto(self, b) -> int:

@@ -158,19 +158,9 @@ def resolve_pin(text: str, *, offline: bool = False, echo: Echo = _stderr) -> Bu
         if offline:
             raise PlanError("plan.with-offline", f"cannot tell which CUDA {name} {version} was built for while offline",
                             f"pin a labelled build (--with {name}=={version}+cu130) or drop --offline")
-        import requests
+        from .pypi import requires_dist
 
-        url = f"https://pypi.org/pypi/{name}/{version}/json"
-        echo(f"# GET {url}")
-        try:
-            resp = requests.get(url, timeout=30)
-        except requests.RequestException as exc:
-            raise PlanError("plan.with-lookup", f"cannot read {name} {version}'s metadata from PyPI: {exc}",
-                            f"check the network, or pin a labelled build (--with {name}=={version}+cu130)") from None
-        if resp.status_code == 404:
-            raise PlanError("plan.with-unknown", f"PyPI has no {name} {version}", "check the version: pip index versions " + name)
-        resp.raise_for_status()
-        cuda = cuda_from_requires_dist(resp.json().get("info", {}).get("requires_dist") or [])
+        cuda = cuda_from_requires_dist(requires_dist(name, version, echo=echo))
     return BuildDependency(name=name, version=version, identity=f"pypi:{name}=={version}", requirement=f"{name}=={version}",
                            cuda_version=cuda, recipe=name)
 

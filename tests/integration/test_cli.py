@@ -50,3 +50,15 @@ def test_environment_overrides_pyproject():
     out = invoke("plan", "xformers", "--cuda", "auto", "--json", env_extra={"WHEELFORGE_ARCH": "9.0;12.0"})
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["env"]["TORCH_CUDA_ARCH_LIST"] == "9.0;12.0"
+
+
+def test_xformers_against_pypi_torch_for_another_cuda_major_stops_at_planning():
+    """PyPI's torch 2.15.0 is a CUDA 13.2 build (read from PyPI here): planning for 12.8 stops, naming both."""
+    out = invoke("plan", "xformers", "--with", "torch==2.15.0", "--cuda", "12.8")
+    assert out.returncode != 0
+    assert "error[plan.dep-cuda-major]: torch 2.15.0 was built for CUDA 13.2, but the target is CUDA 12.8" in out.stderr
+    assert "Traceback" not in out.stderr
+    same_major = invoke("plan", "xformers", "--with", "torch==2.11.0", "--cuda", "13.0", "--json")
+    assert same_major.returncode == 0, same_major.stderr
+    deps = json.dumps(json.loads(same_major.stdout))
+    assert "torch==2.11.0" in deps
