@@ -12,6 +12,7 @@ from invoke import Collection, Exit, task
 
 COMMON = {
     "compiler_cache": "auto (default), sccache, ccache or none",
+    "installer": "what fills the build venv: pip (default; reads pip.conf and PIP_*) or uv (faster; reads UV_* only)",
     "jobs": "parallel compile jobs (default: from free memory and cores)",
     "arch": "CUDA archs: 12.0, 120, sm_120, 12.0a, 12.0+PTX; lists with ; , or spaces (default 12.0)",
     "cuda": "CUDA version of the toolkit: 12.8 (default), 13.0, ... or auto",
@@ -76,11 +77,12 @@ def toolchain(c, cuda=None, json=False):
 
 @command(help={"recipe": "recipe name(s), comma-separated"}, iterable=["with_"])
 def plan(c, recipe, version=None, arch=None, cuda=None, json=False, recipes_dir=None, with_=None,
-         source=None, no_isolation=False, jobs=None, compiler_cache=None):
+         source=None, no_isolation=False, jobs=None, compiler_cache=None, installer=None):
     """Print the build plan (source, patches, env, commands, wheel name, cache key) without running anything."""
     from wheelforge.cli import show_plan
 
-    show_plan(_settings(arch=arch, cuda=cuda, recipes_dir=recipes_dir, jobs=jobs, compiler_cache=compiler_cache),
+    show_plan(_settings(arch=arch, cuda=cuda, recipes_dir=recipes_dir, jobs=jobs, compiler_cache=compiler_cache,
+                        installer=installer),
               _split(recipe), version=version,
               with_pins=with_ or [], source=source, no_isolation=no_isolation, as_json=json)
 
@@ -108,12 +110,12 @@ def patches_check(c, recipe, offline=False, recipes_dir=None):
       iterable=["with_"])
 def build(c, recipe, version=None, arch=None, cuda=None, jobs=None, no_isolation=False, with_=None, source=None,
           no_verify=False, offline=False, recipes_dir=None, wheelhouse=None, compiler_cache=None,
-          allow_arch_mismatch=False):
+          allow_arch_mismatch=False, installer=None):
     """Build wheels: fetch, patch, compile, audit, store, verify. A key already built is a no-op."""
     from wheelforge.cli import build_recipes
 
     build_recipes(_settings(arch=arch, cuda=cuda, jobs=jobs, recipes_dir=recipes_dir, wheelhouse=wheelhouse,
-                            compiler_cache=compiler_cache),
+                            compiler_cache=compiler_cache, installer=installer),
                   _split(recipe), version=version, no_isolation=no_isolation, with_pins=with_ or [], source=source,
                   verify=not no_verify, offline=offline, allow_arch_mismatch=allow_arch_mismatch)
 

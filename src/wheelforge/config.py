@@ -35,6 +35,7 @@ SETTINGS_ENV = {
     "cache": "WHEELFORGE_CACHE",
     "jobs": "WHEELFORGE_JOBS",
     "compiler_cache": "WHEELFORGE_COMPILER_CACHE",
+    "installer": "WHEELFORGE_INSTALLER",
 }
 _KNOWN_KEYS = set(SETTINGS_ENV) | {"mirrors", "sccache", "recipes_dir"}
 
@@ -63,6 +64,9 @@ class Settings:
     cache: Path
     jobs: int | None
     compiler_cache: str  # "auto", "sccache", "ccache" or "none"
+    # what fills a build venv: "pip" (honours pip.conf and PIP_*) or "uv" (its own cache links
+    # packages in; reads UV_* and uv.toml only, so it is opt-in)
+    installer: str = "pip"
     mirrors: Mapping[str, str] = field(default_factory=dict)
     sccache: Mapping[str, str] = field(default_factory=dict)
     recipes_dir: str | None = None
@@ -133,7 +137,7 @@ def resolve_settings(
         "arch": DEFAULT_ARCH, "cuda": DEFAULT_CUDA, "python": sys.executable,
         "wheelhouse": str(cwd / "wheelhouse"),
         "cache": str(Path(env.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "wheelforge"),
-        "jobs": None, "compiler_cache": "auto",
+        "jobs": None, "compiler_cache": "auto", "installer": "pip",
     }
     merged: dict[str, Any] = {}
     origin: dict[str, str] = {}
@@ -161,6 +165,9 @@ def resolve_settings(
     cc = str(merged["compiler_cache"]).lower()
     if cc not in ("auto", "sccache", "ccache", "none"):
         raise ConfigError("config.compiler-cache", f"unknown compiler cache {cc!r} (from {origin['compiler_cache']})", "use auto, sccache, ccache or none")
+    installer = str(merged["installer"]).lower()
+    if installer not in ("pip", "uv"):
+        raise ConfigError("config.installer", f"unknown installer {installer!r} (from {origin['installer']})", "use pip or uv")
     for table in ("mirrors", "sccache"):
         value = pyproject.get(table, {})
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
@@ -171,6 +178,7 @@ def resolve_settings(
         cache=Path(merged["cache"]).expanduser(),
         jobs=jobs,
         compiler_cache=cc,
+        installer=installer,
         mirrors=dict(pyproject.get("mirrors", {})),
         sccache=dict(pyproject.get("sccache", {})),
         recipes_dir=flags.get("recipes_dir") or pyproject.get("recipes_dir"),

@@ -225,10 +225,22 @@ def _prepare(recipe: Recipe, *, version: str | None, settings: Settings, facts: 
         tree_hash = hash_tree(source.path)
     torch_ext = "torch" in recipe.build.recipes or any(r.split("=")[0].split(">")[0].split("<")[0].strip() == "torch" for r in recipe.build.requires)
     lenv = launcher_env(settings, facts, torch_extension=torch_ext)
+    uv = _uv(settings) if isolation else None
     plan = make_plan(recipe, pin.version, settings.target, facts, workdir=workdir, patches=patch_list,
                      build_deps=deps, isolation=isolation, jobs=jobs[0], jobs_reason=jobs[1], source=source,
-                     tree_hash=tree_hash, launcher_env=lenv)
+                     tree_hash=tree_hash, launcher_env=lenv, uv=uv)
     return _Prepared(recipe, plan, facts, lenv)
+
+
+def _uv(settings: Settings) -> str | None:
+    """uv's path when the settings ask for it (``installer = "uv"``), else None (pip)."""
+    if settings.installer != "uv":
+        return None
+    found = shutil.which("uv")
+    if not found:
+        raise ConfigError("config.installer", f"installer uv was asked for (from {settings.sources.get('installer', 'flag')}) but no uv is on PATH",
+                          "pip install uv, or use --installer pip")
+    return found
 
 
 def _jobs(recipe: Recipe, settings: Settings) -> tuple[int, str]:

@@ -126,12 +126,15 @@ def make_plan(
     tree_hash: str | None = None,
     platform: str = "linux_x86_64",
     launcher_env: Mapping[str, str] | None = None,
+    uv: str | None = None,
 ) -> BuildPlan:
     """Turn inputs into a plan.  ``patches`` are ``(file, sha256)`` pairs in series order.
 
     ``workdir`` is where the executor will put ``src/``, ``env/`` and ``out/`` for this
     attempt; it is not part of the key.  ``launcher_env`` holds compiler-cache variables,
     which speed the build up but cannot change its output, so they are not keyed either.
+    ``uv`` (a path) fills the build venv with uv instead of pip: the same requirements, so not
+    keyed; the resolved build-dependency versions are what the key holds.
     """
     pin = recipe.pin(version)
     version = pin.version
@@ -184,10 +187,16 @@ def make_plan(
     python = str(envdir / "bin" / "python") if isolation else target.python
     commands: list[Command] = []
     if isolation:
-        commands.append(Command((target.python, "-m", "venv", str(envdir)), str(workdir), "env"))
         installs = [*recipe.build.requires, *(d.requirement for d in build_deps)]
-        if installs:
-            commands.append(Command((python, "-m", "pip", "install", "--disable-pip-version-check", *installs), str(workdir), "env"))
+        if uv:
+            # --seed: the compile step runs the venv's own pip (`pip wheel`)
+            commands.append(Command((uv, "venv", "--seed", "--python", target.python, str(envdir)), str(workdir), "env"))
+            if installs:
+                commands.append(Command((uv, "pip", "install", "--python", python, *installs), str(workdir), "env"))
+        else:
+            commands.append(Command((target.python, "-m", "venv", str(envdir)), str(workdir), "env"))
+            if installs:
+                commands.append(Command((python, "-m", "pip", "install", "--disable-pip-version-check", *installs), str(workdir), "env"))
     commands.append(Command(
         (python, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--disable-pip-version-check", "-v",
          "--wheel-dir", str(outdir), str(srcdir)),

@@ -129,3 +129,22 @@ def test_failed_build_is_recorded_with_repro_and_no_entry(tmp_path: Path) -> Non
     assert data["error_id"] == "build.failed" and Path(data["log"]).is_file()
     assert not entries(tmp_path / "wh")
     assert not list((tmp_path / "wh" / "scratch").iterdir())
+
+
+def test_uv_installer_fills_the_build_venv(tmp_path: Path) -> None:
+    """--installer uv: the build venv is made and filled by the real uv; the wheel is the same recipe's."""
+    import shutil
+    import sys
+
+    if not NVCC.exists() or not shutil.which("uv"):
+        pytest.skip("needs the CUDA toolkit at /usr/local/cuda and uv")
+    wh = tmp_path / "wheelhouse"
+    out = subprocess.run([sys.executable, "-m", "invoke", "build", "demo-cuda", "--cuda", "13.0", "--installer", "uv",
+                          "--compiler-cache", "none", "--no-verify", "--wheelhouse", str(wh)],
+                         cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, env=child_env(), timeout=900)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    (entry,) = entries(wh)
+    log = (wh / "logs" / f"{entry.name}.log").read_text()
+    assert " venv --seed --python " in log and " pip install --python " in log and "-m venv" not in log
+    manifest = json.loads((entry / "entry.json").read_text())
+    assert manifest["archs_found"] == ["sm_120"]

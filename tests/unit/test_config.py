@@ -57,6 +57,7 @@ def test_read_pyproject_table(tmp_path):
         ({"cuda": "12"}, "config.cuda"),
         ({"jobs": "0"}, "config.jobs"),
         ({"compiler_cache": "distcc"}, "config.compiler-cache"),
+        ({"installer": "poetry"}, "config.installer"),
         ({"arch": "sm_999"}, "arch.unknown"),
     ],
 )

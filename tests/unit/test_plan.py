@@ -124,6 +124,17 @@ def test_arch_the_toolkit_cannot_build(tmp_path):
     assert "sm_120 needs CUDA >= 12.8" in str(exc.value)
 
 
+def test_uv_fills_the_build_venv_with_the_same_requirements(tmp_path):
+    pip = _plan(tmp_path)
+    uv = _plan(tmp_path, uv="/opt/bin/uv")
+    assert uv.key == pip.key  # same requirements; the resolved versions are what the key holds
+    assert [c.phase for c in uv.commands] == ["env", "env", "compile"]
+    assert uv.commands[0].argv[:3] == ("/opt/bin/uv", "venv", "--seed")  # the compile step runs the venv's pip
+    assert uv.commands[1].argv[:5] == ("/opt/bin/uv", "pip", "install", "--python", str(WORK / "env" / "bin" / "python"))
+    assert uv.commands[1].argv[5:] == pip.commands[1].argv[5:]
+    assert uv.commands[2] == pip.commands[2]
+
+
 def test_no_isolation_uses_current_python(tmp_path):
     plan = _plan(tmp_path, isolation=False)
     assert [c.phase for c in plan.commands] == ["compile"]
