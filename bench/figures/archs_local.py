@@ -9,6 +9,8 @@ is a CUDA 13.0 build, the toolkit installed here), each in a fresh wheelhouse:
 3. warm sccache rebuild of ``12.0`` (fresh wheelhouse at the same path, warm private cache dir)
    / the cold build that filled the cache.
 
+``BENCH_ARCHS_PARTS`` picks parts (5, 3, 3uv: the warm pair again with ``--installer uv``).
+
 Slow (about 20 minutes on 2 cores, most of it nvcc, plus three build venvs that each install
 torch and its nvidia-* wheels from pip's cache); run it alone: ``python3 bench/run.py --only
 archs_local``.  ``BENCH_XFORMERS_TORCH`` picks another torch pin.
@@ -50,9 +52,9 @@ def _env() -> dict[str, str]:
     return env
 
 
-def build_argv(wheelhouse: Path, arch: str, cache: str) -> list[str]:
+def build_argv(wheelhouse: Path, arch: str, cache: str, installer: str = "pip") -> list[str]:
     return [PY, "-m", "invoke", "-r", str(REPO), "build", RECIPE, "--with", _torch_pin(), "--cuda", "auto", "--arch", arch,
-            "--wheelhouse", str(wheelhouse), "--compiler-cache", cache, "--no-verify"]
+            "--wheelhouse", str(wheelhouse), "--compiler-cache", cache, "--installer", installer, "--no-verify"]
 
 
 def compile_seconds(text: str) -> float | None:
@@ -77,56 +79,74 @@ def _show(argv: list[str]) -> str:
     return " ".join("python3" if a == PY else a for a in argv)
 
 
+def _parts() -> set[str]:
+    """BENCH_ARCHS_PARTS: which measurements, comma-separated: 5 (arch lists), 3 (warm, pip venv), 3uv (warm, uv venv),
+    3uv-ccache (warm, uv venv, ccache instead of sccache)."""
+    return {p.strip() for p in os.environ.get("BENCH_ARCHS_PARTS", "5,3,3uv,3uv-ccache").split(",") if p.strip()}
+
+
 def measure() -> list[dict[str, Any]]:
     work = Path(tempfile.mkdtemp(prefix="wf-bench-archs-"))
     keep = os.environ.get("BENCH_KEEP")
     env = _env()
     rows: list[dict[str, Any]] = []
     try:
-        # figure 5: both cold, cache off
-        one, one_text = _run(build_argv(work / "wh-single", SINGLE, "none"), env, REPO, work / "single.log")
-        many, many_text = _run(build_argv(work / "wh-multi", MULTI, "none"), env, REPO, work / "multi.log")
-        points = [{"package": RECIPE, "variant": "wheelforge", "archs": SINGLE.split(";"), "seconds": one.wall},
-                  {"package": RECIPE, "variant": "wheelforge", "archs": MULTI.split(";"), "seconds": many.wall}]
-        rows.append(make_row(
-            "5", f"12.0 alone / {MULTI}, xformers (this machine)", one.wall / many.wall, "ratio", {"op": "<=", "value": 0.25},
-            baseline={"name": f"archs {MULTI}", "value": many.wall, "unit": "s"},
-            extra={"package": RECIPE, "seconds_single": one.wall, "seconds_multi": many.wall,
-                   "compile_single": compile_seconds(one_text), "compile_multi": compile_seconds(many_text),
-                   "official_cu128_list": False, "points": points, "torch": _torch_pin(),
-                   "note": f"PyTorch's cu128 list {OFFICIAL_CU128} less 7.0 (CUDA 13 has no sm_70); cold, cache off, "
-                           f"compile {compile_seconds(one_text)} s vs {compile_seconds(many_text)} s; build venv with torch "
-                           "installed from pip's cache in both"},
-            command=_show(build_argv(Path("WH"), SINGLE, "none")) + "   vs   " + _show(build_argv(Path("WH"), MULTI, "none"))))
-
-        # figure 3: a private sccache (own dir and port) filled by one build, then a rebuild at the same path
-        proj = work / "proj"
-        proj.mkdir()
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        (proj / "pyproject.toml").write_text(f'[tool.wheelforge.sccache]\ndir = "{work / "sccache"}"\nport = "{port}"\n'
-                                             'idle_timeout = "900"\n')
-        cenv = {**env, "SCCACHE_DIR": str(work / "sccache"), "SCCACHE_SERVER_PORT": str(port)}
-        fill, fill_text = _run(build_argv(work / "wh-warm", SINGLE, "sccache"), cenv, proj, work / "fill.log")
-        os.rename(work / "wh-warm", work / "wh-fill")
-        warm, warm_text = _run(build_argv(work / "wh-warm", SINGLE, "sccache"), cenv, proj, work / "warm.log")
-        sc = shutil.which("sccache", path=cenv.get("PATH"))
-        if sc:
-            timed_run([sc, "--stop-server"], env=cenv, echo=False)
-        rows.append(make_row(
-            "3", "warm compiler-cache rebuild / cold, xformers 12.0 (this machine)", warm.wall / fill.wall, "ratio",
-            {"op": "<", "value": 0.20}, baseline={"name": "cache-filling build", "value": fill.wall, "unit": "s"},
-            extra={"package": RECIPE, "archs": [SINGLE], "seconds_warm": warm.wall, "seconds_cold": fill.wall,
-                   "compile_warm": compile_seconds(warm_text), "compile_cold": compile_seconds(fill_text),
-                   "cache": _cache_line(warm_text), "torch": _torch_pin(),
-                   "note": f"warm {warm.wall:.0f} s (compile {compile_seconds(warm_text)} s) vs cold {fill.wall:.0f} s "
-                           f"(compile {compile_seconds(fill_text)} s); {_cache_line(warm_text)}"},
-            command=_show(build_argv(Path("WH"), SINGLE, "sccache")) + "  (twice; cwd: a project with a private "
-                    "[tool.wheelforge.sccache])"))
+        if "5" in _parts():
+            rows.append(_arch_lists(work, env))
+        for part, installer, cache in (("3", "pip", "sccache"), ("3uv", "uv", "sccache"), ("3uv-ccache", "uv", "ccache")):
+            if part in _parts():
+                rows.append(_warm(work / f"warm-{part}", env, installer, cache))
         return rows
     finally:
         if keep:
             print(f"# kept {work}", file=sys.stderr)
         else:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _arch_lists(work: Path, env: dict[str, str]) -> dict[str, Any]:
+    """Figure 5: 12.0 alone and the cu128 list (less 7.0), both cold with the cache off."""
+    one, one_text = _run(build_argv(work / "wh-single", SINGLE, "none"), env, REPO, work / "single.log")
+    many, many_text = _run(build_argv(work / "wh-multi", MULTI, "none"), env, REPO, work / "multi.log")
+    points = [{"package": RECIPE, "variant": "wheelforge", "archs": SINGLE.split(";"), "seconds": one.wall},
+              {"package": RECIPE, "variant": "wheelforge", "archs": MULTI.split(";"), "seconds": many.wall}]
+    return make_row(
+        "5", f"12.0 alone / {MULTI}, xformers (this machine)", one.wall / many.wall, "ratio", {"op": "<=", "value": 0.25},
+        baseline={"name": f"archs {MULTI}", "value": many.wall, "unit": "s"},
+        extra={"package": RECIPE, "seconds_single": one.wall, "seconds_multi": many.wall,
+               "compile_single": compile_seconds(one_text), "compile_multi": compile_seconds(many_text),
+               "official_cu128_list": False, "points": points, "torch": _torch_pin(),
+               "note": f"PyTorch's cu128 list {OFFICIAL_CU128} less 7.0 (CUDA 13 has no sm_70); cold, cache off, "
+                       f"compile {compile_seconds(one_text)} s vs {compile_seconds(many_text)} s; each build venv gets torch "
+                       "and its nvidia-* wheels installed by pip"},
+        command=_show(build_argv(Path("WH"), SINGLE, "none")) + "   vs   " + _show(build_argv(Path("WH"), MULTI, "none")))
+
+
+def _warm(work: Path, env: dict[str, str], installer: str, cache: str = "sccache") -> dict[str, Any]:
+    """Figure 3: a private compiler cache (sccache: own dir and port; ccache: own dir) filled by one build,
+    then a rebuild at the same path."""
+    proj = work / "proj"
+    proj.mkdir(parents=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (proj / "pyproject.toml").write_text(f'[tool.wheelforge.sccache]\ndir = "{work / "sccache"}"\nport = "{port}"\n'
+                                         'idle_timeout = "900"\n')
+    cenv = {**env, "SCCACHE_DIR": str(work / "sccache"), "SCCACHE_SERVER_PORT": str(port), "CCACHE_DIR": str(work / "ccache")}
+    fill, fill_text = _run(build_argv(work / "wh", SINGLE, cache, installer), cenv, proj, work / "fill.log")
+    os.rename(work / "wh", work / "wh-fill")
+    warm, warm_text = _run(build_argv(work / "wh", SINGLE, cache, installer), cenv, proj, work / "warm.log")
+    sc = shutil.which("sccache", path=cenv.get("PATH"))
+    if sc:
+        timed_run([sc, "--stop-server"], env=cenv, echo=False)
+    venv = ("" if installer == "pip" else f", {installer} build venv") + ("" if cache == "sccache" else f", {cache}")
+    return make_row(
+        "3", f"warm compiler-cache rebuild / cold, xformers 12.0 (this machine{venv})", warm.wall / fill.wall, "ratio",
+        {"op": "<", "value": 0.20}, baseline={"name": "cache-filling build", "value": fill.wall, "unit": "s"},
+        extra={"package": RECIPE, "archs": [SINGLE], "seconds_warm": warm.wall, "seconds_cold": fill.wall, "installer": installer,
+               "compiler_cache": cache,
+               "compile_warm": compile_seconds(warm_text), "compile_cold": compile_seconds(fill_text),
+               "cache": _cache_line(warm_text), "torch": _torch_pin(),
+               "note": f"warm {warm.wall:.0f} s (compile {compile_seconds(warm_text)} s) vs cold {fill.wall:.0f} s "
+                       f"(compile {compile_seconds(fill_text)} s); build venv by {installer}; {_cache_line(warm_text)}"},
+        command=_show(build_argv(Path("WH"), SINGLE, cache, installer)) + f"  (twice; a private {cache} dir)")

@@ -34,7 +34,7 @@ BASE_ENV_KEYS = (
 )
 #: Prefixes passed too: pip/uv index and cache settings (private mirrors on build hosts).
 # Compiler-cache backends and their credentials come from the runner (CI secrets), never from recipes.
-BASE_ENV_PREFIXES = ("PIP_", "UV_", "SCCACHE_", "AWS_")
+BASE_ENV_PREFIXES = ("PIP_", "UV_", "SCCACHE_", "CCACHE_", "AWS_")
 
 _ERROR_LINE = re.compile(r"(\berror\b|\bError\b|FAILED:|fatal|Traceback|CMake Error|undefined reference|Killed)", re.IGNORECASE)
 _OOM_LINE = re.compile(r"cicc\S*\"? died|died due to signal 9|signal 9|\bKilled\b|Cannot allocate memory|std::bad_alloc|out of memory", re.IGNORECASE)

@@ -71,3 +71,15 @@ def test_parse_ccache_print_stats() -> None:
     st = parse_ccache_stats(text)
     assert (st.hits, st.misses) == (8, 2) and st.summary().endswith("(80%)")
     assert parse_ccache_stats("").summary() == "compiler cache: ccache, no cacheable compiles"
+
+
+def test_build_commands_get_cache_and_index_settings_but_nothing_else():
+    """A runner's compiler-cache and index settings reach the build; its other variables do not."""
+    from wheelforge.build import base_env
+
+    env = base_env({"PATH": "/bin", "CCACHE_DIR": "/ci/ccache", "CCACHE_MAXSIZE": "20G", "SCCACHE_DIR": "/ci/sccache",
+                    "PIP_INDEX_URL": "https://mirror/simple", "UV_INDEX_URL": "https://mirror/simple",
+                    "TORCH_CUDA_ARCH_LIST": "8.6", "CFLAGS": "-O0"})
+    assert env["CCACHE_DIR"] == "/ci/ccache" and env["CCACHE_MAXSIZE"] == "20G" and env["SCCACHE_DIR"] == "/ci/sccache"
+    assert env["PIP_INDEX_URL"] == env["UV_INDEX_URL"] == "https://mirror/simple"
+    assert "TORCH_CUDA_ARCH_LIST" not in env and "CFLAGS" not in env  # those come from the plan only
