@@ -9,7 +9,8 @@ is a CUDA 13.0 build, the toolkit installed here), each in a fresh wheelhouse:
 3. warm sccache rebuild of ``12.0`` (fresh wheelhouse at the same path, warm private cache dir)
    / the cold build that filled the cache.
 
-``BENCH_ARCHS_PARTS`` picks parts (5, 3, 3uv: the warm pair again with ``--installer uv``).
+``BENCH_ARCHS_PARTS`` picks parts (5, 3, 3-ccache, 3uv, 3uv-ccache: the warm pair with ccache and/or
+``--installer uv``).
 
 Slow (about 20 minutes on 2 cores, most of it nvcc, plus three build venvs that each install
 torch and its nvidia-* wheels from pip's cache); run it alone: ``python3 bench/run.py --only
@@ -81,8 +82,8 @@ def _show(argv: list[str]) -> str:
 
 def _parts() -> set[str]:
     """BENCH_ARCHS_PARTS: which measurements, comma-separated: 5 (arch lists), 3 (warm, pip venv), 3uv (warm, uv venv),
-    3uv-ccache (warm, uv venv, ccache instead of sccache)."""
-    return {p.strip() for p in os.environ.get("BENCH_ARCHS_PARTS", "5,3,3uv,3uv-ccache").split(",") if p.strip()}
+    3-ccache (warm, pip venv, ccache: the defaults' choice for a torch extension), 3uv-ccache (warm, uv venv, ccache)."""
+    return {p.strip() for p in os.environ.get("BENCH_ARCHS_PARTS", "5,3,3-ccache,3uv,3uv-ccache").split(",") if p.strip()}
 
 
 def measure() -> list[dict[str, Any]]:
@@ -93,7 +94,8 @@ def measure() -> list[dict[str, Any]]:
     try:
         if "5" in _parts():
             rows.append(_arch_lists(work, env))
-        for part, installer, cache in (("3", "pip", "sccache"), ("3uv", "uv", "sccache"), ("3uv-ccache", "uv", "ccache")):
+        for part, installer, cache in (("3", "pip", "sccache"), ("3-ccache", "pip", "ccache"), ("3uv", "uv", "sccache"),
+                                       ("3uv-ccache", "uv", "ccache")):
             if part in _parts():
                 rows.append(_warm(work / f"warm-{part}", env, installer, cache))
         return rows

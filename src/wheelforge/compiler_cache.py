@@ -74,13 +74,22 @@ class CacheStats:
         return f"compiler cache: {self.name}, {self.hits}/{self.requests} hits ({self.hit_rate:.0%})"
 
 
-def choose(mode: str, facts: ToolchainFacts) -> Launcher | None:
-    """``auto`` prefers sccache (shared backends for the farm), then ccache; ``none`` disables."""
+#: ``auto``'s order: sccache first (shared backends for the farm), then ccache.
+AUTO_ORDER = ("sccache", "ccache")
+#: ``auto``'s order for torch extensions without a shared sccache backend. Their nvcc compiles are
+#: where the two differ most: xformers 0.0.35 for 12.0 on 2 cores (bench/figures/archs_local.py,
+#: uv build venv) compiled in 146 s cold / 47 s warm behind sccache, which preprocesses every
+#: nvcc step even on a hit, and in 122 s / 12.6 s behind ccache (direct mode: no preprocessing).
+TORCH_EXTENSION_AUTO_ORDER = ("ccache", "sccache")
+
+
+def choose(mode: str, facts: ToolchainFacts, order: tuple[str, ...] = AUTO_ORDER) -> Launcher | None:
+    """``auto`` takes the first tool of ``order`` that is found; ``none`` disables."""
     found: dict[str, Tool | None] = {"sccache": facts.sccache, "ccache": facts.ccache}
     if mode == "none":
         return None
     if mode == "auto":
-        for name in ("sccache", "ccache"):
+        for name in order:
             tool = found[name]
             if tool is not None:
                 return Launcher(name, tool.path)
@@ -122,7 +131,9 @@ def launcher_env(settings: Any, facts: ToolchainFacts, *, torch_extension: bool 
 
     ``settings`` needs ``compiler_cache`` and ``sccache`` (a :class:`~wheelforge.config.Settings`).
     """
-    launcher = choose(settings.compiler_cache, facts)
+    shared = bool(getattr(settings, "sccache", None))  # [tool.wheelforge.sccache]: the farm shares sccache
+    launcher = choose(settings.compiler_cache, facts,
+                      TORCH_EXTENSION_AUTO_ORDER if torch_extension and not shared else AUTO_ORDER)
     if launcher is None:
         return {}
     env = {f"CMAKE_{lang}_COMPILER_LAUNCHER": launcher.path for lang in ("C", "CXX", "CUDA")}

@@ -26,6 +26,15 @@ def test_auto_prefers_sccache_then_ccache_then_none() -> None:
     assert choose("none", BOTH) is None
 
 
+def test_auto_prefers_ccache_for_torch_extensions_unless_sccache_is_shared() -> None:
+    # nvcc hits are far cheaper in ccache's direct mode (measured: bench/figures/archs_local.py)
+    assert launcher_env(settings(), BOTH, torch_extension=True)["PYTORCH_NVCC"] == "/usr/bin/ccache /cuda/bin/nvcc"
+    shared = launcher_env(settings(redis_endpoint="redis://cache:6379"), BOTH, torch_extension=True)
+    assert shared["PYTORCH_NVCC"] == "/opt/bin/sccache /cuda/bin/nvcc"  # a farm shares its sccache backend
+    assert launcher_env(settings("sccache"), BOTH, torch_extension=True)["PYTORCH_NVCC"].startswith("/opt/bin/sccache")
+    assert launcher_env(settings(), BOTH)["CMAKE_CUDA_COMPILER_LAUNCHER"] == "/opt/bin/sccache"  # CMake builds unchanged
+
+
 def test_explicit_missing_tool_is_a_config_error() -> None:
     with pytest.raises(ConfigError) as exc:
         choose("sccache", CCACHE_ONLY)
