@@ -13,7 +13,8 @@ Steps (space- or comma-separated; arch lists use ';'):
     <pkg>-plain:<archs>   the bare manual command of shared/README.md (TORCH_CUDA_ARCH_LIST + MAX_JOBS, or
                           CMAKE_BUILD_PARALLEL_LEVEL + CMAKE_ARGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=..")
     <pkg>-wf:<archs>      `invoke build <recipe> --no-isolation --source <fresh copy> --compiler-cache none`
-    <pkg>-warm:<archs>    two wheelforge builds with a private sccache: one fills it, the next (fresh
+    <pkg>-warm:<archs>    two wheelforge builds with a private sccache (--warm-cache ccache: a private ccache dir;
+                          ccache must be on PATH): one fills it, the next (fresh
                           wheelhouse and build folder) is the warm rebuild
     <pkg>-noop            the last <pkg>-wf build's command again, 5 times (key already built)
     <pkg>-verify          `invoke verify` on the last <pkg>-wf wheel: a fresh venv that also sees the machine's
@@ -321,8 +322,9 @@ def _session_rss(sid: int) -> int:
 
 
 class Runner:
-    def __init__(self, state: Path, jobs: int, dry_run: bool, step_timeout: int) -> None:
+    def __init__(self, state: Path, jobs: int, dry_run: bool, step_timeout: int, warm_cache: str = "sccache") -> None:
         self.state, self.jobs, self.dry, self.timeout = state, jobs, dry_run, step_timeout
+        self.warm_cache = warm_cache
         self.work = state / "work"  # beside the results, outside anything a later sync replaces
         self.records: list[dict[str, Any]] = []
         self.machine = machine_info() if not dry_run else {"name": "GPU machine (dry run)", "gpu_machine": True}
@@ -525,19 +527,19 @@ class Runner:
                 proj.mkdir(parents=True, exist_ok=True)
                 (proj / "pyproject.toml").write_text(f'[tool.wheelforge.sccache]\ndir = "{d / "sccache"}"\nport = "{port}"\n'
                                                      'idle_timeout = "900"\n')
-            env = {**self.cache_env, "SCCACHE_SERVER_PORT": str(port), "SCCACHE_DIR": str(d / "sccache")}
+            env = {**self.cache_env, "SCCACHE_SERVER_PORT": str(port), "SCCACHE_DIR": str(d / "sccache"), "CCACHE_DIR": str(d / "ccache")}
             # Fill and warm builds share one wheelhouse path (the fill's is moved aside in between):
             # sccache keys nvcc's device code by the build folder, and wheelforge builds in <wheelhouse>/scratch/<key>.
-            fill = self.timed(wf_command(step, source=str(src), wheelhouse=str(d / "wh"), cache="sccache", root=str(REPO)),
+            fill = self.timed(wf_command(step, source=str(src), wheelhouse=str(d / "wh"), cache=self.warm_cache, root=str(REPO)),
                               env, proj, d / "fill.log")
             if fill["rc"] != 0:
                 t = fill
             else:
                 if not self.dry:
                     os.rename(d / "wh", d / "wh-fill")
-                argv = wf_command(step, source=str(src), wheelhouse=str(d / "wh"), cache="sccache", root=str(REPO))
+                argv = wf_command(step, source=str(src), wheelhouse=str(d / "wh"), cache=self.warm_cache, root=str(REPO))
                 t = self.timed(argv, env, proj, d / "build.log")
-                rec.update(command=shlex.join(argv) + "  (cwd: project with a private [tool.wheelforge.sccache] dir, filled once)")
+                rec.update(command=shlex.join(argv) + f"  (a private {self.warm_cache} dir, filled once)")
             rec["populate_wall"] = fill["wall"]
             rec["cache_line"] = next((ln for ln in reversed(t["tail"]) if re.search(r"hit", ln, re.I) and "cache" in ln.lower()), None)
             sc = shutil.which("sccache", path=env.get("PATH"))
@@ -654,6 +656,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="folder for device_rows.json, device.log, status.json and the build folders (keep it outside the "
                          "repository copy: a later call that carries .device would replace it)")
     ap.add_argument("--step-timeout", type=int, default=2400, help="seconds before a step's build is killed")
+    ap.add_argument("--warm-cache", choices=("sccache", "ccache"), default="sccache",
+                    help="compiler cache of <pkg>-warm steps (ccache must be on PATH there: the GPU image has none)")
     ap.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     ap.add_argument("--background", action="store_true", help="detach (setsid), log to STATE/device.log, return at once")
     ap.add_argument("--poll", action="store_true", help="print status and log tail; copy results into $OUT")
@@ -688,7 +692,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  start_new_session=True)
         print(f"started pid {p.pid} (own session); poll with: python3 bench/device.py --poll")
         return 0
-    return Runner(state, args.jobs, args.dry_run, args.step_timeout).run(steps)
+    return Runner(state, args.jobs, args.dry_run, args.step_timeout, args.warm_cache).run(steps)
 
 
 if __name__ == "__main__":

@@ -235,6 +235,12 @@ def test_device_dry_run_prints_commands(capsys):
     assert out.count("== step") == 4
 
 
+def test_device_warm_cache_choice_reaches_both_builds(capsys):
+    assert device.main(["--plan", "xformers-warm:12.0", "--warm-cache", "ccache", "--dry-run"]) == 0
+    builds = [ln for ln in capsys.readouterr().out.splitlines() if " build xformers " in ln]
+    assert len(builds) == 2 and all("--compiler-cache ccache" in ln for ln in builds)
+
+
 def test_device_rejects_bad_plan(capsys):
     assert device.main(["--plan", "xformers-wf", "--dry-run"]) == 2
     assert "needs archs" in capsys.readouterr().err
