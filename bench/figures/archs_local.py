@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from . import REPO, Timed, make_row, timed_run
+from .build_local import cache_line, show  # the same table spellings as figures 1-4
 
 NEEDS_GPU = False
 SLOW = True  # --local leaves it out; --only archs_local runs it
@@ -72,14 +73,6 @@ def _run(argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> tuple[Ti
     return t, text
 
 
-def _cache_line(text: str) -> str:
-    return next((ln for ln in reversed(text.splitlines()) if re.match(r"^(compiler cache|sccache|ccache)\b.*hit", ln, re.I)), "")
-
-
-def _show(argv: list[str]) -> str:
-    return " ".join("python3" if a == PY else a for a in argv)
-
-
 def _parts() -> set[str]:
     """BENCH_ARCHS_PARTS: which measurements, comma-separated: 5 (arch lists), 3 (warm, pip venv), 3uv (warm, uv venv),
     3-ccache (warm, pip venv, ccache: the defaults' choice for a torch extension), 3uv-ccache (warm, uv venv, ccache)."""
@@ -121,7 +114,7 @@ def _arch_lists(work: Path, env: dict[str, str]) -> dict[str, Any]:
                "note": f"PyTorch's cu128 list {OFFICIAL_CU128} less 7.0 (CUDA 13 has no sm_70); cold, cache off, "
                        f"compile {compile_seconds(one_text)} s vs {compile_seconds(many_text)} s; each build venv gets torch "
                        "and its nvidia-* wheels installed by pip"},
-        command=_show(build_argv(Path("WH"), SINGLE, "none")) + "   vs   " + _show(build_argv(Path("WH"), MULTI, "none")))
+        command=show(build_argv(Path("WH"), SINGLE, "none")) + "   vs   " + show(build_argv(Path("WH"), MULTI, "none")))
 
 
 def _warm(work: Path, env: dict[str, str], installer: str, cache: str = "sccache") -> dict[str, Any]:
@@ -148,7 +141,7 @@ def _warm(work: Path, env: dict[str, str], installer: str, cache: str = "sccache
         extra={"package": RECIPE, "archs": [SINGLE], "seconds_warm": warm.wall, "seconds_cold": fill.wall, "installer": installer,
                "compiler_cache": cache,
                "compile_warm": compile_seconds(warm_text), "compile_cold": compile_seconds(fill_text),
-               "cache": _cache_line(warm_text), "torch": _torch_pin(),
+               "cache": cache_line(warm_text), "torch": _torch_pin(),
                "note": f"warm {warm.wall:.0f} s (compile {compile_seconds(warm_text)} s) vs cold {fill.wall:.0f} s "
-                       f"(compile {compile_seconds(fill_text)} s); build venv by {installer}; {_cache_line(warm_text)}"},
-        command=_show(build_argv(Path("WH"), SINGLE, cache, installer)) + f"  (twice; a private {cache} dir)")
+                       f"(compile {compile_seconds(fill_text)} s); build venv by {installer}; {cache_line(warm_text)}"},
+        command=show(build_argv(Path("WH"), SINGLE, cache, installer)) + f"  (twice; a private {cache} dir)")
