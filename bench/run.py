@@ -124,11 +124,13 @@ def stamp(rows: Iterable[Mapping[str, Any]], machine: Mapping[str, Any], date: s
 
 
 def row_key(row: Mapping[str, Any]) -> tuple[str, str]:
-    return (str(row["figure"]), str(row["name"]))
+    """A row's identity when merging: its series where it names one (figure 5's name carries the arch
+    list it was compared with, and a run with a longer list supersedes it), else its name."""
+    return (str(row["figure"]), str(row.get("series") or row["name"]))
 
 
 def merge_rows(old: Sequence[Mapping[str, Any]], new: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Rows of ``new`` replace rows of ``old`` with the same (figure, name) unless the old one is newer."""
+    """Rows of ``new`` replace rows of ``old`` with the same key (:func:`row_key`) unless the old one is newer."""
     merged: dict[tuple[str, str], dict[str, Any]] = {row_key(r): dict(r) for r in old}
     for r in new:
         k = row_key(r)

@@ -165,29 +165,45 @@ def resolve_pin(text: str, *, offline: bool = False, echo: Echo = _stderr) -> Bu
                            cuda_version=cuda, recipe=name)
 
 
-#: Reads a distribution's version and, for torch, the CUDA it was built for from torch/version.py,
-#: without importing torch (which takes seconds and would dominate a no-op rebuild).
-_INSTALLED_PROBE = (
-    "import importlib.metadata as m, json, re, sys\n"
-    "n = sys.argv[1]; d = m.distribution(n); c = None\n"
-    "if n == 'torch':\n"
-    "    t = d.locate_file('torch/version.py').read_text()\n"
-    "    g = re.search(r\"^cuda\\b[^=]*=\\s*['\\\"]([0-9.]+)['\\\"]\", t, re.M); c = g and g.group(1)\n"
-    "print(json.dumps([d.version, c]))\n"
-)
+def _installed_version(name: str) -> list[str | None]:
+    """[version, CUDA version or None] of ``name`` in the running interpreter (torch: from its version.py,
+    read as text: importing torch costs seconds)."""
+    import importlib.metadata
+    import re
+
+    dist = importlib.metadata.distribution(name)
+    cuda = None
+    if name == "torch":
+        text = Path(str(dist.locate_file("torch/version.py"))).read_text()
+        found = re.search(r"^cuda\b[^=]*=\s*['\"]([0-9.]+)['\"]", text, re.M)
+        cuda = found and found.group(1)
+    return [dist.version, cuda]
 
 
 def installed_dependency(name: str, python: str, *, echo: Echo = _stderr) -> BuildDependency:
     """``--no-isolation``: the version (and, for torch, CUDA) of ``name`` in the target interpreter."""
+    import importlib.metadata
     import subprocess
 
-    argv = [python, "-c", _INSTALLED_PROBE, name]
-    echo(f"$ {python} -c '<read {name} version>' {name}")
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=dict(os.environ), check=False)
-    if proc.returncode != 0:
-        raise PlanError("plan.no-isolation-missing", f"--no-isolation: {name} is not installed in {python}",
+    missing = PlanError("plan.no-isolation-missing", f"--no-isolation: {name} is not installed in {python}",
                         f"install {name} there, or build without --no-isolation")
-    version, cuda = json.loads(proc.stdout.strip().splitlines()[-1])
+    if os.path.abspath(python) == os.path.abspath(sys.executable):
+        # the running interpreter: read in-process (a second interpreter start is most of a no-op rebuild)
+        try:
+            version, cuda = _installed_version(name)
+        except importlib.metadata.PackageNotFoundError:
+            raise missing from None
+    else:
+        import inspect  # another interpreter runs the same function: its source is the program
+
+        probe = ("from __future__ import annotations\nimport json, sys\nfrom pathlib import Path\n" + inspect.getsource(_installed_version)
+                 + "print(json.dumps(_installed_version(sys.argv[1])))\n")
+        argv = [python, "-c", probe, name]
+        echo(f"$ {python} -c '<read {name} version>' {name}")
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=dict(os.environ), check=False)
+        if proc.returncode != 0:
+            raise missing
+        version, cuda = json.loads(proc.stdout.strip().splitlines()[-1])
     return BuildDependency(name=name, version=version, identity=f"installed:{name}=={version}", requirement=name,
                            cuda_version=cuda or cuda_from_label(version), recipe=name)
 
@@ -222,7 +238,7 @@ def _prepare(recipe: Recipe, *, version: str | None, settings: Settings, facts: 
     if isinstance(source, PathSource):
         from .treehash import hash_tree
 
-        tree_hash = hash_tree(source.path)
+        tree_hash = hash_tree(source.path, stat_cache=Path(settings.cache) / "treestat")
     torch_ext = "torch" in recipe.build.recipes or any(r.split("=")[0].split(">")[0].split("<")[0].strip() == "torch" for r in recipe.build.requires)
     lenv = launcher_env(settings, facts, torch_extension=torch_ext)
     uv = _uv(settings) if isolation else None

@@ -169,7 +169,7 @@ def fetch(
         path = Path(source.path).resolve()
         if not path.is_dir():
             raise SourceError("source.path-missing", f"source folder {path} does not exist", "pass an existing folder to --source")
-        return FetchedSource(kind="path", digest=f"tree:{hash_tree(path, echo=echo)}", path=path)
+        return FetchedSource(kind="path", digest=f"tree:{hash_tree(path, echo=echo, stat_cache=cache_root(cache_dir) / 'treestat')}", path=path)
     if isinstance(source, ArchiveSource):
         filename = _url_filename(source.url)
         file = _fetch_file(root, source.sha256, filename, lambda: source.url, offline=offline,

@@ -3,6 +3,8 @@ submodules, mirrors, offline mode, tree hashes, and one real sdist download from
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import sys
 import time
@@ -251,3 +253,37 @@ def test_tree_hash_of_a_plain_folder_ignores_dot_git(tmp_path: Path) -> None:
     assert hash_tree(tree) != h0
     got = fetch(PathSource(path=str(tree)), echo=quiet)
     assert got.kind == "path" and got.digest == f"tree:{hash_tree(tree)}" and got.path == tree.resolve()
+
+
+def test_tree_hash_stat_cache_skips_reads_and_still_sees_every_edit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from wheelforge import treehash
+
+    tree, cache = tmp_path / "plain", tmp_path / "treestat"
+    (tree / "src" / "deep").mkdir(parents=True)
+    for i in range(5):
+        (tree / "src" / "deep" / f"f{i}.c").write_text(f"int f{i};\n")
+    link = tree / "src" / "link.c"
+    link.symlink_to("deep/f0.c")
+    plain = hash_tree(tree)
+    # files younger than RACY_SECONDS are never trusted from the cache: every one is read again
+    assert hash_tree(tree, stat_cache=cache) == plain
+    assert not any(json.loads(f.read_text())["files"] for f in cache.glob("*.json"))
+    monkeypatch.setattr(treehash, "RACY_SECONDS", 0.0)  # as if the files were old enough
+    reads: list[str] = []
+    real = treehash._file_digest
+    monkeypatch.setattr(treehash, "_file_digest", lambda full: reads.append(full) or real(full))
+    assert hash_tree(tree, stat_cache=cache) == plain and len(reads) == 5
+    reads.clear()
+    assert hash_tree(tree, stat_cache=cache) == plain and reads == []  # nothing read the second time
+    # an edit that keeps size and mtime still shows: the ctime moves
+    f1 = tree / "src" / "deep" / "f1.c"
+    st = f1.stat()
+    f1.write_text("int g1;\n")
+    os.utime(f1, ns=(st.st_atime_ns, st.st_mtime_ns))
+    edited = hash_tree(tree, stat_cache=cache)
+    assert edited != plain and reads == [str(f1)]
+    assert edited == hash_tree(tree)
+    # a damaged cache costs reads, never a wrong hash
+    for f in cache.glob("*.json"):
+        f.write_text("{not json")
+    assert hash_tree(tree, stat_cache=cache) == edited

@@ -277,3 +277,20 @@ def test_chart_data_and_pngs(tmp_path):
     made = charts.make_charts(rows, tmp_path / "img", rel_to=tmp_path)
     assert [rel for _, rel in made] == ["img/build-times.png", "img/archs.png"]
     assert all((tmp_path / rel).read_bytes()[:4] == b"\x89PNG" for _, rel in made)
+
+
+def test_warm_samples_give_the_median_and_figure_5_rows_form_a_series():
+    """Several warm rebuilds after one fill: the row is their median. A later run compared with a longer arch
+    list supersedes the earlier figure-5 row of the same package when merged, though the names differ."""
+    gpu = {"name": "GPU machine (H100, 16 cores)", "gpu_machine": True}
+    first = [_rec("llama", "wf", ("9.0", "12.0"), 400.0), _rec("llama", "wf", ("12.0",), 270.0),
+             _rec("xformers", "warm", ("12.0",), 13.0, populate_wall=90.0, samples=[14.0, 12.0, 13.0])]
+    rows = {(r["figure"], r["name"]): r for r in device.rows_from_records(first, gpu)}
+    warm = rows[("3", "warm compiler-cache rebuild / cold, xformers 12.0")]
+    assert warm["value"] == pytest.approx(13 / 90) and sorted(warm["samples"]) == pytest.approx([12 / 90, 13 / 90, 14 / 90])
+    later = [{**_rec("llama", "wf", ("7.5", "8.0", "9.0", "12.0"), 1000.0), "finished": "2026-05-02T10:00:00+00:00"},
+             {**_rec("llama", "wf", ("12.0",), 280.0), "finished": "2026-05-02T10:00:00+00:00"}]
+    old = run.device_rows({"rows": device.rows_from_records(first, gpu)})
+    new = run.device_rows({"rows": device.rows_from_records(later, gpu)})
+    fig5 = [r for r in run.merge_rows(old, new) if r["figure"] == "5"]
+    assert [(r["name"], r["value"]) for r in fig5] == [("12.0 alone / 7.5;8.0;9.0;12.0, llama-cpp-python (wf)", 0.28)]
