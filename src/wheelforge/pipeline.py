@@ -236,9 +236,9 @@ def _prepare(recipe: Recipe, *, version: str | None, settings: Settings, facts: 
     source = PathSource(path=str(Path(source_path).resolve())) if source_path else recipe.resolve_source(pin)
     tree_hash = None
     if isinstance(source, PathSource):
-        from .treehash import hash_tree
+        from .treehash import hash_tree, stat_cache_dir
 
-        tree_hash = hash_tree(source.path, stat_cache=Path(settings.cache) / "treestat")
+        tree_hash = hash_tree(source.path, stat_cache=stat_cache_dir(settings.cache))
     torch_ext = "torch" in recipe.build.recipes or any(r.split("=")[0].split(">")[0].split("<")[0].strip() == "torch" for r in recipe.build.requires)
     lenv = launcher_env(settings, facts, torch_extension=torch_ext)
     uv = _uv(settings) if isolation else None

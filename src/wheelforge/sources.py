@@ -164,12 +164,12 @@ def fetch(
     echo = default_echo if echo is None else echo
     root = sources_dir(cache_dir)
     if isinstance(source, PathSource):
-        from .treehash import hash_tree
+        from .treehash import hash_tree, stat_cache_dir
 
         path = Path(source.path).resolve()
         if not path.is_dir():
             raise SourceError("source.path-missing", f"source folder {path} does not exist", "pass an existing folder to --source")
-        return FetchedSource(kind="path", digest=f"tree:{hash_tree(path, echo=echo, stat_cache=cache_root(cache_dir) / 'treestat')}", path=path)
+        return FetchedSource(kind="path", digest=f"tree:{hash_tree(path, echo=echo, stat_cache=stat_cache_dir(cache_root(cache_dir)))}", path=path)
     if isinstance(source, ArchiveSource):
         filename = _url_filename(source.url)
         file = _fetch_file(root, source.sha256, filename, lambda: source.url, offline=offline,

@@ -123,6 +123,11 @@ def hash_files(root: Path, rels: Iterable[str], gitlinks: dict[str, str] | None 
     return h.hexdigest()
 
 
+def stat_cache_dir(cache: str | os.PathLike[str]) -> Path:
+    """Where the stat caches of local trees live inside wheelforge's cache folder."""
+    return Path(cache) / "treestat"
+
+
 def _cache_file(stat_cache: Path, root: Path) -> Path:
     return stat_cache / (hashlib.sha256(os.fsencode(root.resolve())).hexdigest()[:32] + ".json")
 
