@@ -336,7 +336,7 @@ class Runner:
         self.machine = machine_info() if not dry_run else {"name": "GPU machine (dry run)", "gpu_machine": True}
         self.last_wf: dict[str, dict[str, Any]] = {}
         self.env = dict(os.environ)
-        self.cache_env = self.env  # PATH with sccache (setup())
+        self.cache_env = self.env  # PATH with the compiler caches (setup())
         self.log_fh = None
 
     # -- output
@@ -562,8 +562,8 @@ class Runner:
                 rec.update(command=shlex.join(argv) + f"  (a private {self.warm_cache} dir, filled once)", samples=samples)
             rec["populate_wall"] = fill["wall"]
             rec["cache_line"] = next((ln for ln in reversed(t["tail"]) if re.search(r"hit", ln, re.I) and "cache" in ln.lower()), None)
-            sc = shutil.which("sccache", path=env.get("PATH"))
-            if sc:
+            sc = shutil.which("sccache", path=env.get("PATH")) if self.warm_cache == "sccache" else None
+            if sc:  # the private server of this step
                 self.run_simple([sc, "--stop-server"], env=env)
             folder = d / "wh"
         rec.update(rc=t["rc"], wall=_median(rec.get("samples") or [t["wall"]]), cpu=t["cpu"], peak_rss=t["peak_rss"], log=str(d / "build.log"))
@@ -590,7 +590,7 @@ class Runner:
         argv = ["python3", "-m", "invoke", "verify", str(wheel), "--wheelhouse", str(wh), "--system-site-packages", "--offline",
                 "--find-links", str(REPO / ".device" / "whl")]
         t = self.timed(argv, self.env, REPO, d / "verify.log")
-        rec.update(rc=t["rc"], wall=_median(rec.get("samples") or [t["wall"]]), cpu=t["cpu"], command=shlex.join(argv), log=str(d / "verify.log"), wheel=wheel.name)
+        rec.update(rc=t["rc"], wall=t["wall"], cpu=t["cpu"], command=shlex.join(argv), log=str(d / "verify.log"), wheel=wheel.name)
         report = wheel.parent / "verify.json"
         if report.exists():
             rec["report"] = json.loads(report.read_text())
