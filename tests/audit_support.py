@@ -22,7 +22,7 @@ KIND_PTX, KIND_CUBIN = 1, 2
 
 
 def make_entry(kind: int, sm: int, flags: int = 0x11, payload: bytes = b"\0" * 32, header_size: int = 64) -> bytes:
-    """One fatbin entry laid out as nvcc 13.0 writes it (see wheelforge.fatbin)."""
+    """One fatbin entry laid out as nvcc 13.0 writes it (see wheelforge.binaries.fatbin)."""
     header = bytearray(header_size)
     struct.pack_into("<HHIQ", header, 0, kind, 0x0101, header_size, len(payload))
     struct.pack_into("<I", header, 24, 0x00010008 if kind == KIND_CUBIN else 0x00090000)

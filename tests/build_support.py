@@ -15,13 +15,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 _SCRIPT = """
 import json, sys
-from wheelforge.config import resolve_settings
-from wheelforge.errors import WheelforgeError
-from wheelforge.pipeline import build
+from wheelforge.model.settings import resolve_settings
+from wheelforge.model.errors import WheelforgeError
+from wheelforge.build.pipeline import build
+from wheelforge.model.report import Reporter
+class Echo(Reporter):  # what `invoke build -v` shows: every command and output line
+    def log(self, line): print(line, flush=True)
+    def note(self, line): print(line, flush=True)
 args = json.loads(sys.argv[1])
 settings = resolve_settings(args["flags"], pyproject={"sccache": args.get("sccache", {})})
 try:
-    results = build([args["recipe"]], settings=settings, verify=False, progress=False)
+    results = build([args["recipe"]], settings=settings, verify=False, reporter=Echo())
 except WheelforgeError as exc:
     print(exc.render(), flush=True)
     sys.exit(exc.exit_code)

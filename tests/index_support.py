@@ -150,9 +150,9 @@ def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = N
 
 @contextlib.contextmanager
 def running_server(wheelhouse: Path, workers: int = 1):
-    """``python -m wheelforge.server`` as a real subprocess on a free loopback port; yields the base URL."""
+    """``python -m wheelforge serve`` as a real subprocess on a free loopback port; yields the base URL."""
     port = free_port()
-    cmd = [sys.executable, "-m", "wheelforge.server", "--wheelhouse", str(wheelhouse), "--port", str(port), "--workers", str(workers)]
+    cmd = [sys.executable, "-m", "wheelforge", "serve", "--wheelhouse", str(wheelhouse), "--port", str(port), "--workers", str(workers)]
     print("+", " ".join(cmd), flush=True)
     proc = subprocess.Popen(cmd, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"

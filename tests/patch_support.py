@@ -1,7 +1,7 @@
 """Helpers for tests of the real patches: pinned sdists from PyPI, git apply, wheel contents.
 
 Only test code uses this module; the library's own patch machinery lives in
-``wheelforge.patches``.  Every command is echoed before it runs and gets its
+``wheelforge.sources.patches``.  Every command is echoed before it runs and gets its
 environment passed explicitly.
 """
 

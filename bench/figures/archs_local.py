@@ -47,7 +47,7 @@ def _torch_pin() -> str:
 
 
 def _env() -> dict[str, str]:
-    from wheelforge.build import base_env
+    from wheelforge.host.process import base_env
 
     env = base_env()
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH", "")) if p)

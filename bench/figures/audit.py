@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from elftools.elf.elffile import ELFFile  # noqa: E402
 
-from wheelforge.audit import audit_path  # noqa: E402
+from wheelforge.binaries.audit import audit_path  # noqa: E402
 
 RUNS = 5
 TARGET_BYTES = 100 * 1024 * 1024

@@ -47,7 +47,7 @@ def _int_env(name: str, default: int) -> int:
 
 
 def _base_env() -> dict[str, str]:
-    from wheelforge.build import base_env  # the same base the executor gives each build command
+    from wheelforge.host.process import base_env  # the same base the executor gives each build command
 
     env = base_env()
     # the CLI must find src/ even when wheelforge is not installed into this interpreter
@@ -106,9 +106,9 @@ def plan_json(env: dict[str, str], wheelhouse: Path) -> dict[str, Any]:
         out = proc.stdout
         return json.loads(out[out.index("{"):])
     # `invoke plan` not wired yet: the same plan from the library the task calls
-    print(f"# invoke plan failed ({proc.stderr.strip().splitlines()[-1:]}); using wheelforge.pipeline.plan_for", file=sys.stderr)
-    from wheelforge.cli import settings_from
-    from wheelforge.pipeline import plan_for
+    print(f"# invoke plan failed ({proc.stderr.strip().splitlines()[-1:]}); using wheelforge.build.pipeline.plan_for", file=sys.stderr)
+    from wheelforge.cli.commands import settings_from
+    from wheelforge.build.pipeline import plan_for
 
     settings = settings_from({"cuda": CUDA, "arch": ARCH, "wheelhouse": str(wheelhouse), "compiler_cache": "none"})
     return plan_for(RECIPE, settings=settings, no_isolation=True).to_json()
@@ -207,8 +207,8 @@ class MemoryLimit:
 
 def emulated_jobs(recipe_name: str, memory_gib: float, cores: int) -> tuple[int, str, float]:
     """What wheelforge would choose for ``recipe_name`` on ``cores`` cores with ``memory_gib`` free."""
-    from wheelforge.jobs import MemoryFacts, choose_jobs
-    from wheelforge.recipe import find_recipe, recipe_dirs
+    from wheelforge.host.memory import MemoryFacts, choose_jobs
+    from wheelforge.model.recipe import find_recipe, recipe_dirs
 
     recipe = find_recipe(recipe_name, recipe_dirs())
     jobs, why = choose_jobs(recipe.ram_per_job_gb, cores=cores, memory=MemoryFacts(int(memory_gib * GIB), "emulated limit"))
@@ -388,7 +388,7 @@ def _measure(work: Path) -> list[dict[str, Any]]:
             + (f"exit {naive.get('rc')}, {'OOM' if naive.get('oom') else 'no OOM'}, peak {((naive.get('peak_bytes') or 0) / GIB):.2f} GiB; "
                if naive else f"not run ({lim.why}); ")
             + f"wheelforge chose {wf_tight} jobs. {RECIPE} has one translation unit, so neither can OOM here. "
-            + "Projection with wheelforge.jobs on a 16-core 8 GiB machine: "
+            + "Projection with wheelforge.host.memory on a 16-core 8 GiB machine: "
             + ", ".join(f"{n} naive {p['naive_jobs']} jobs (~{p['naive_need_gib']:g} GiB) vs wheelforge {p['wheelforge_jobs']}"
                         for n, p in projected.items() if "error" not in p and n != RECIPE))
     rows.append(make_row(

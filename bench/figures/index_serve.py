@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from index_support import WheelSpec, add_entry, child_env, free_port, running_server, wait_http  # noqa: E402
 
-from wheelforge.index import build_index  # noqa: E402
+from wheelforge.serving.index import build_index  # noqa: E402
 
 COMMAND = "python3 bench/run.py --only index_serve"
 RUNS = 5

@@ -8,9 +8,10 @@ from collections import Counter
 import pytest
 from audit_support import build_host_so, build_variants, cuobjdump_listing, find_cuobjdump, find_nvcc, make_wheel
 
-from wheelforge.audit import audit_path, raise_for_failures
-from wheelforge.errors import AuditError
-from wheelforge.fatbin import list_entries
+from wheelforge.cli.render import audit_table
+from wheelforge.binaries.audit import audit_path, raise_for_failures
+from wheelforge.model.errors import AuditError
+from wheelforge.binaries.fatbin import list_entries
 
 pytestmark = pytest.mark.integration
 
@@ -79,7 +80,7 @@ def test_audit_rules_on_real_builds(libs):
 def test_wheel_for_120_passes_and_wheel_for_90_fails(libs, tmp_path):
     good = make_wheel(tmp_path, "wfdemo", "1.0", [libs["sm120"], libs["host"]])
     report = audit_path(good, ["120"], require_device_code=True)
-    assert report.ok, report.render_table()
+    assert report.ok, audit_table(report)
     assert report.archs_found == ["sm_120"]
     assert {f.path: f.kind for f in report.files} == {
         "wfdemo/libwf_sm120.so": "device",
@@ -90,7 +91,7 @@ def test_wheel_for_120_passes_and_wheel_for_90_fails(libs, tmp_path):
     report = audit_path(bad, ["120"])
     assert not report.ok
     assert report.failures() == ["libwf_sm90.so: no SASS for sm_120 (has sm_90)"]
-    assert "FAIL: no sm_120" in report.render_table()
+    assert "FAIL: no sm_120" in audit_table(report)
     with pytest.raises(AuditError) as err:
         raise_for_failures(report)
     assert err.value.id == "audit.missing-sass"

@@ -20,12 +20,12 @@ REPO = Path(__file__).resolve().parents[2]
 RUNNER = textwrap.dedent("""
     import json, sys
     from pathlib import Path
-    from wheelforge import pipeline
-    from wheelforge.config import resolve_settings
+    from wheelforge.build import pipeline
+    from wheelforge.model.settings import resolve_settings
     wh, cache = sys.argv[1], sys.argv[2]
     s = resolve_settings({"cuda": "auto", "arch": "12.0", "wheelhouse": wh, "cache": cache, "compiler_cache": "none"},
                          env={}, pyproject={}, cwd=Path(wh).parent)
-    r = pipeline.build(["demo-cuda"], settings=s, verify=False, progress=False, no_isolation=True)[0]
+    r = pipeline.build(["demo-cuda"], settings=s, verify=False, no_isolation=True)[0]
     print("RESULT " + json.dumps({"key": r.key, "wheel": str(r.wheel), "noop": r.noop}), flush=True)
 """)
 
@@ -83,8 +83,9 @@ def pypiserver(tmp_path):
 
 
 def test_two_runners_one_key_one_wheel_one_index_file(tmp_path, pypiserver):
-    from wheelforge import farm, publish
-    from wheelforge.errors import PublishError
+    from wheelforge.farm import matrix as farm
+    from wheelforge.serving import publish
+    from wheelforge.model.errors import PublishError
 
     store = tmp_path / "store"
     a, b = _runner(tmp_path, "a", store), _runner(tmp_path, "b", store)

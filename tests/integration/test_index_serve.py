@@ -17,7 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from index_support import WheelSpec, add_entry, make_wheelhouse, running_server  # noqa: E402
 
-from wheelforge.index import SIMPLE_JSON, build_index  # noqa: E402
+from wheelforge.serving.index import SIMPLE_JSON, build_index  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

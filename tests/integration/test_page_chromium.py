@@ -13,7 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from index_support import child_env, make_wheelhouse, running_server  # noqa: E402
 
-from wheelforge.index import build_index  # noqa: E402
+from wheelforge.serving.index import build_index  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

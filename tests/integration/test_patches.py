@@ -12,10 +12,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from source_support import listing, make_repo, sdist_tar, sha256_of, write_recipe
 
-from wheelforge.errors import PatchError
-from wheelforge.patches import check_series, prepare_tree
-from wheelforge.recipe import load_recipe
-from wheelforge.sources import fetch, sources_dir
+from wheelforge.model.errors import PatchError
+from wheelforge.sources.patches import check_series, prepare_tree
+from wheelforge.model.recipe import load_recipe
+from wheelforge.sources.fetch import fetch, sources_dir
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +52,7 @@ def project(tmp_path: Path) -> dict:
 
 def _fetch(project: dict, version: str):
     recipe = project["recipe"]
-    return fetch(recipe.resolve_source(recipe.pin(version)), cache_dir=project["cache"], progress=False, echo=quiet)
+    return fetch(recipe.resolve_source(recipe.pin(version)), cache_dir=project["cache"], echo=quiet)
 
 
 def test_series_applies_in_order_to_a_fresh_copy(project: dict) -> None:
@@ -102,7 +102,7 @@ def test_patch_touching_paths_outside_the_tree_is_refused(tmp_path: Path, projec
 
 def test_git_apply_itself_refuses_outside_paths(tmp_path: Path) -> None:
     """Second net: even without our pre-check, git apply will not write outside the tree."""
-    from wheelforge.sources import git_env, run
+    from wheelforge.sources.git import git_env, run
 
     tree = tmp_path / "t" / "tree"
     tree.mkdir(parents=True)
@@ -113,7 +113,7 @@ def test_git_apply_itself_refuses_outside_paths(tmp_path: Path) -> None:
 
 
 def test_check_series_reports_each_version(project: dict) -> None:
-    results = check_series(project["recipe"], cache_dir=project["cache"], progress=False, echo=quiet)
+    results = check_series(project["recipe"], cache_dir=project["cache"], echo=quiet)
     assert [(r.version, r.ok) for r in results] == [("1.0", True), ("2.0", False)]
     assert "0001-fix.patch" in results[1].error and "@@ -22,7 +22,7 @@" in results[1].error
     assert [f for f, _ in results[0].patches] == ["0001-fix.patch", "0002-add.patch"]

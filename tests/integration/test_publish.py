@@ -12,8 +12,8 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from index_support import LABEL, child_env, free_port, make_wheelhouse, wait_http  # noqa: E402
 
-from wheelforge.errors import PublishError  # noqa: E402
-from wheelforge.publish import publish  # noqa: E402
+from wheelforge.model.errors import PublishError  # noqa: E402
+from wheelforge.serving.publish import publish  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

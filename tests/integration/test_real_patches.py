@@ -36,7 +36,7 @@ from patch_support import (  # noqa: E402
     shared_libraries,
 )
 
-from wheelforge.recipe import load_recipe  # noqa: E402
+from wheelforge.model.recipe import load_recipe  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

@@ -15,17 +15,17 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from source_support import commit, git, make_repo, sdist_tar, sha256_of
 
-from wheelforge.errors import SourceError
-from wheelforge.extract import extract_archive
-from wheelforge.recipe import ArchiveSource, GitSource, PathSource, SdistSource
-from wheelforge.sources import (
+from wheelforge.model.errors import SourceError
+from wheelforge.sources.extract import extract_archive
+from wheelforge.model.recipe import ArchiveSource, GitSource, PathSource, SdistSource
+from wheelforge.sources.fetch import (
     apply_mirrors,
     cache_root,
     checkout,
     fetch,
     resolve_submodule_url,
 )
-from wheelforge.treehash import hash_tree
+from wheelforge.sources.treehash import hash_tree
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +53,7 @@ def archive(tmp_path: Path) -> Path:
 def test_archive_is_cached_by_sha256_and_second_fetch_is_offline(tmp_path: Path, archive: Path) -> None:
     cache = tmp_path / "cache"
     src = ArchiveSource(url=archive.as_uri(), sha256=sha256_of(archive))
-    first = fetch(src, cache_dir=cache, progress=False, echo=quiet)
+    first = fetch(src, cache_dir=cache, echo=quiet)
     assert first.kind == "archive" and first.digest == f"sha256:{src.sha256}"
     assert first.path == cache / "sources" / "sha256" / src.sha256 / "pkg-1.0.tar.gz"
     archive.unlink()  # the origin is gone: only the cache can answer now
@@ -68,7 +68,7 @@ def test_wrong_sha256_names_url_expected_actual_and_leaves_nothing(tmp_path: Pat
     cache = tmp_path / "cache"
     wrong = "0" * 64
     with pytest.raises(SourceError) as err:
-        fetch(ArchiveSource(url=archive.as_uri(), sha256=wrong), cache_dir=cache, progress=False, echo=quiet)
+        fetch(ArchiveSource(url=archive.as_uri(), sha256=wrong), cache_dir=cache, echo=quiet)
     msg = str(err.value)
     assert err.value.id == "source.sha256-mismatch"
     assert archive.as_uri() in msg and wrong in msg and sha256_of(archive) in msg
@@ -90,7 +90,7 @@ def test_mirror_rewrites_the_url(tmp_path: Path, archive: Path) -> None:
     mirrors = {"https://downloads.example.invalid/": "https://unused.invalid/",
                "https://downloads.example.invalid/releases/": archive.parent.as_uri() + "/"}
     echoes = Echoes()
-    got = fetch(src, cache_dir=tmp_path / "cache", mirrors=mirrors, progress=False, echo=echoes)
+    got = fetch(src, cache_dir=tmp_path / "cache", mirrors=mirrors, echo=echoes)
     assert sha256_of(got.path) == src.sha256
     assert any(str(archive) in e for e in echoes)  # the longest prefix won
     assert apply_mirrors("https://x/y", {}) == "https://x/y"
@@ -99,11 +99,11 @@ def test_mirror_rewrites_the_url(tmp_path: Path, archive: Path) -> None:
 def test_corrupt_cache_entry_is_replaced_online_and_refused_offline(tmp_path: Path, archive: Path) -> None:
     cache = tmp_path / "cache"
     src = ArchiveSource(url=archive.as_uri(), sha256=sha256_of(archive))
-    got = fetch(src, cache_dir=cache, progress=False, echo=quiet)
+    got = fetch(src, cache_dir=cache, echo=quiet)
     got.path.write_bytes(b"bit rot")
     with pytest.raises(SourceError, match="offline"):
         fetch(src, cache_dir=cache, offline=True, echo=quiet)
-    again = fetch(src, cache_dir=cache, progress=False, echo=quiet)
+    again = fetch(src, cache_dir=cache, echo=quiet)
     assert sha256_of(again.path) == src.sha256
 
 
@@ -111,7 +111,7 @@ def test_sdist_with_explicit_url_and_cache_root_env(tmp_path: Path, archive: Pat
     monkeypatch.setenv("WHEELFORGE_CACHE", str(tmp_path / "envcache"))
     assert cache_root() == tmp_path / "envcache"
     src = SdistSource(name="pkg", version="1.0", sha256=sha256_of(archive), url=archive.as_uri())
-    got = fetch(src, progress=False, echo=quiet)
+    got = fetch(src, echo=quiet)
     assert got.kind == "sdist" and got.path.is_relative_to(tmp_path / "envcache" / "sources")
 
 
@@ -119,7 +119,7 @@ def test_sdist_with_explicit_url_and_cache_root_env(tmp_path: Path, archive: Pat
 def test_real_pypi_sdist_download_then_cache_hit(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     src = SdistSource(name="xformers", version="0.0.35", sha256=XFORMERS_SHA)
-    first = fetch(src, cache_dir=cache, progress=False, echo=quiet)
+    first = fetch(src, cache_dir=cache, echo=quiet)
     assert first.path.name == "xformers-0.0.35.tar.gz"
     assert sha256_of(first.path) == XFORMERS_SHA
     t0 = time.perf_counter()
@@ -256,7 +256,7 @@ def test_tree_hash_of_a_plain_folder_ignores_dot_git(tmp_path: Path) -> None:
 
 
 def test_tree_hash_stat_cache_skips_reads_and_still_sees_every_edit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from wheelforge import treehash
+    from wheelforge.sources import treehash
 
     tree, cache = tmp_path / "plain", tmp_path / "treestat"
     (tree / "src" / "deep").mkdir(parents=True)

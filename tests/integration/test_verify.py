@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from wheelforge.verify import CaseResult, make_venv, install, parse_junit, run_suite, suite_modules, verify
-from wheelforge.wheelhouse import make_manifest
+from wheelforge.verify.suite import CaseResult, make_venv, install, parse_junit, run_suite, suite_modules, verify
+from wheelforge.store.wheelhouse import make_manifest
 
 pytestmark = pytest.mark.integration
 
@@ -201,7 +201,7 @@ def test_arch_mismatch_line():
     """The conftest's GPU-fit rule (no GPU here, so the rule itself is checked directly)."""
     import importlib.util
 
-    from wheelforge.verify import POSTBUILD_DIR
+    from wheelforge.verify.suite import POSTBUILD_DIR
 
     spec = importlib.util.spec_from_file_location("wf_postbuild_conftest", POSTBUILD_DIR / "conftest.py")
     conf = importlib.util.module_from_spec(spec)
@@ -231,7 +231,7 @@ def test_system_site_packages_venv_sees_a_parent_venv(tmp_path):
     import subprocess
     import sys
 
-    from wheelforge.verify import make_venv
+    from wheelforge.verify.suite import make_venv
 
     parent = tmp_path / "parent"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(parent)], check=True)
@@ -249,7 +249,7 @@ def test_test_tools_found_only_on_our_pythonpath_are_still_installed(tmp_path, m
     """The GPU machine carries wheelforge's own helpers on PYTHONPATH; the test venv never sees that
     variable, so a tool found only there must still be installed into the venv (seen: gguf skipped,
     then 'No module named gguf' in every llama test)."""
-    from wheelforge.verify import _satisfied
+    from wheelforge.verify.suite import _satisfied
 
     carried = tmp_path / "carried"
     (carried / "wf_carried_tool-1.0.dist-info").mkdir(parents=True)

@@ -1,6 +1,6 @@
 """Post-build suite: runs inside a fresh venv into which the wheel under test is installed.
 
-``wheelforge.verify`` copies this folder's files into a scratch directory and runs pytest
+``wheelforge.verify.suite`` copies this folder's files into a scratch directory and runs pytest
 there with the target passed as environment variables (or the matching options):
 
 ==============================  ==========================  ==========================

@@ -2,11 +2,11 @@
 
 import pytest
 
-from wheelforge.arch import (
+from wheelforge.model.arch import (
     CudaArch, check_toolkit_supports, cmake_cuda_architectures, expected_sass, local_label,
     parse_arch, parse_arch_list, torch_cuda_arch_list,
 )
-from wheelforge.errors import ArchError
+from wheelforge.model.errors import ArchError
 
 SM120 = CudaArch(12, 0)
 

@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from wheelforge.compiler_cache import choose, launcher_env, launcher_of, parse_ccache_stats, parse_sccache_stats, sccache_env
-from wheelforge.errors import ConfigError
-from wheelforge.toolchain import Tool, ToolchainFacts
+from wheelforge.build.compiler_cache import choose, launcher_env, launcher_of, parse_ccache_stats, parse_sccache_stats, sccache_env
+from wheelforge.model.errors import ConfigError
+from wheelforge.model.facts import Tool, ToolchainFacts
 
 BOTH = ToolchainFacts(nvcc="/cuda/bin/nvcc", ccache=Tool("/usr/bin/ccache", "4.8"), sccache=Tool("/opt/bin/sccache", "0.16.0"))
 CCACHE_ONLY = ToolchainFacts(ccache=Tool("/usr/bin/ccache", "4.8"))
@@ -84,7 +84,7 @@ def test_parse_ccache_print_stats() -> None:
 
 def test_build_commands_get_cache_and_index_settings_but_nothing_else():
     """A runner's compiler-cache and index settings reach the build; its other variables do not."""
-    from wheelforge.build import base_env
+    from wheelforge.host.process import base_env
 
     env = base_env({"PATH": "/bin", "CCACHE_DIR": "/ci/ccache", "CCACHE_MAXSIZE": "20G", "SCCACHE_DIR": "/ci/sccache",
                     "PIP_INDEX_URL": "https://mirror/simple", "UV_INDEX_URL": "https://mirror/simple",

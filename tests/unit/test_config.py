@@ -4,9 +4,9 @@ import sys
 
 import pytest
 
-from wheelforge.arch import CudaArch
-from wheelforge.config import read_pyproject, resolve_settings
-from wheelforge.errors import ConfigError
+from wheelforge.model.arch import CudaArch
+from wheelforge.model.settings import read_pyproject, resolve_settings
+from wheelforge.model.errors import ConfigError
 
 
 def test_defaults(tmp_path):

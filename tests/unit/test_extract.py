@@ -19,8 +19,8 @@ from source_support import (
     zip_of,
 )
 
-from wheelforge.errors import ExtractionError
-from wheelforge.extract import extract_archive, link_problem, member_problem
+from wheelforge.model.errors import ExtractionError
+from wheelforge.sources.extract import extract_archive, link_problem, member_problem
 
 
 @pytest.mark.parametrize("suffix,mode", [(".tar.gz", "w:gz"), (".tgz", "w:gz"), (".tar.bz2", "w:bz2"), (".tar.xz", "w:xz")])

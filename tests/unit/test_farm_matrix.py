@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from wheelforge import farm
-from wheelforge.config import resolve_settings
-from wheelforge.errors import FarmError
-from wheelforge.recipe import load_recipe
+from wheelforge.farm import matrix as farm
+from wheelforge.model.settings import resolve_settings
+from wheelforge.model.errors import FarmError
+from wheelforge.model.recipe import load_recipe
 
 
 def _recipe(tmp_path, name, *, deps=(), versions=None, wheel_tag=None):
@@ -145,13 +145,6 @@ def test_status_with_cuda_auto_matches_any_toolkit(recipes, tmp_path):
     m = farm.build_matrix(recipes, t, names=["demo"], pythons=["3.11"])
     st = farm.collect_status(m, files={"demo": ["demo-1.0.0+cu130.sm120-cp311-cp311-linux_x86_64.whl"]})
     assert st[0].state == "present"
-
-
-def test_parse_simple_page_html_and_json():
-    html = '<html><body><a href="/p/demo-1.0-py3-none-any.whl#sha256=ab">demo-1.0-py3-none-any.whl</a>\n</body></html>'
-    assert farm.parse_simple_page(html) == ["demo-1.0-py3-none-any.whl"]
-    body = json.dumps({"meta": {"api-version": "1.0"}, "files": [{"filename": "x-1-py3-none-any.whl"}]})
-    assert farm.parse_simple_page(body, "application/vnd.pypi.simple.v1+json") == ["x-1-py3-none-any.whl"]
 
 
 def test_read_wheelhouse_skips_half_written(tmp_path):

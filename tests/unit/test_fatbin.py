@@ -9,9 +9,10 @@ import zipfile
 import pytest
 from audit_support import KIND_CUBIN, KIND_PTX, make_blob, make_elf, make_entry
 
-from wheelforge.audit import audit_path, inspect, parse_arch, raise_for_failures
-from wheelforge.errors import ArchError, AuditError
-from wheelforge.fatbin import FLAG_ARCH_SPECIFIC, FLAG_COMPRESSED, FLAG_FAMILY, list_entries, list_entries_from_bytes
+from wheelforge.binaries.audit import audit_path, inspect, parse_arch, raise_for_failures
+from wheelforge.cli.render import audit_table
+from wheelforge.model.errors import ArchError, AuditError
+from wheelforge.binaries.fatbin import FLAG_ARCH_SPECIFIC, FLAG_COMPRESSED, FLAG_FAMILY, list_entries, list_entries_from_bytes
 
 A, F, Z = FLAG_ARCH_SPECIFIC, FLAG_FAMILY, FLAG_COMPRESSED
 
@@ -176,7 +177,8 @@ def test_wheel_members_are_audited_and_reported(tmp_path):
         "section": ".nv_fatbin",
     }
     raise_for_failures(report)  # ok reports pass silently
-    _, text = inspect([whl], ["120"])
+    (report,) = inspect([whl], ["120"])
+    text = audit_table(report)
     assert "demo/lib/libk.so" in text and "PASS" in text
 
 

@@ -13,9 +13,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from index_support import LABEL, WheelSpec, add_entry, make_wheelhouse  # noqa: E402
 
-import wheelforge.index as index_mod  # noqa: E402
-from wheelforge.errors import IndexError_  # noqa: E402
-from wheelforge.index import build_index, print_config, require_hashes  # noqa: E402
+import wheelforge.serving.index as index_mod  # noqa: E402
+from wheelforge.model.errors import IndexError_  # noqa: E402
+from wheelforge.serving.index import build_index, print_config, require_hashes  # noqa: E402
 
 WHEEL = f"demo_pkg-1.0.0+{LABEL}-py3-none-any.whl"
 

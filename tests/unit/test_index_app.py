@@ -13,8 +13,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from index_support import make_wheelhouse  # noqa: E402
 
-from wheelforge.index import SIMPLE_HTML, SIMPLE_JSON, build_index  # noqa: E402
-from wheelforge.server import App, negotiate  # noqa: E402
+from wheelforge.serving.index import SIMPLE_HTML, SIMPLE_JSON, build_index  # noqa: E402
+from wheelforge.serving.server import App, negotiate  # noqa: E402
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wheelforge.jobs import GIB, MemoryFacts, cgroup_headroom, choose_jobs, mem_available, memory_facts
+from wheelforge.host.memory import GIB, MemoryFacts, cgroup_headroom, choose_jobs, mem_available, memory_facts
 
 
 def _meminfo(tmp_path: Path, gib: float) -> Path:

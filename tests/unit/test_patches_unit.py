@@ -11,15 +11,15 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from source_support import write_recipe
 
-from wheelforge.errors import PatchError
-from wheelforge.patches import (
+from wheelforge.model.errors import PatchError
+from wheelforge.sources.patches import (
     hunk_header,
     parse_apply_error,
     patch_digests,
     patch_paths,
     unsafe_path,
 )
-from wheelforge.recipe import load_recipe
+from wheelforge.model.recipe import load_recipe
 
 GIT_PATCH = """\
 diff --git a/src/a.c b/src/a.c

@@ -8,11 +8,12 @@ from pathlib import PurePosixPath
 
 import pytest
 
-from wheelforge.config import resolve_settings
-from wheelforge.errors import ArchError, PlanError
-from wheelforge.plan import BuildDependency, make_plan
-from wheelforge.recipe import load_recipe
-from wheelforge.toolchain import Tool, ToolchainFacts
+from wheelforge.model.settings import resolve_settings
+from wheelforge.model.errors import ArchError, PlanError
+from wheelforge.model.plan import BuildDependency
+from wheelforge.model.planner import make_plan
+from wheelforge.model.recipe import load_recipe
+from wheelforge.model.facts import Tool, ToolchainFacts
 
 from recipe_support import VALID, write
 
@@ -45,7 +46,7 @@ def test_plan_shape(tmp_path):
     assert [c.phase for c in plan.commands] == ["env", "env", "compile"]
     argv = plan.commands[-1].argv
     assert argv[1:6] == ("-m", "pip", "wheel", "--no-deps", "--no-build-isolation")
-    assert plan.source["digest"] == "sha256:f7fc183a58e4bf0e2ae339a18fb1b1d4a37854c0f2545b4f360fef001646ab76"
+    assert plan.source.digest == "sha256:f7fc183a58e4bf0e2ae339a18fb1b1d4a37854c0f2545b4f360fef001646ab76"
     assert len(plan.key) == 64
     json.dumps(plan.to_json())  # JSON-ready
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import io
 
-from wheelforge.progress import BuildProgress, StepTracker, parse_step
+from wheelforge.build.progress import StepTracker, parse_step
+from wheelforge.cli.render import ConsoleReporter
 
 
 def test_parse_step() -> None:
@@ -40,10 +41,13 @@ def test_non_terminal_prints_one_line_per_phase() -> None:
     from rich.console import Console
 
     buf = io.StringIO()
-    with BuildProgress("demo 1.0", console=Console(file=buf, force_terminal=False)) as bar:
-        bar.phase("fetch")
-        bar.feed("[1/3] a")
-        bar.feed("[2/3] b")
-        bar.phase("package")
+    bar = ConsoleReporter(Console(file=buf, force_terminal=False))
+    bar.step("demo 1.0", "fetch", 1, 3)
+    bar.step("demo 1.0", "compile", 2, 3)
+    bar.progress(1, 3)
+    bar.progress(2, 3)
+    bar.log("$ a command shown only with -v")
+    bar.step("demo 1.0", "package", 3, 3)
+    bar.finish()
     lines = buf.getvalue().splitlines()
     assert lines == ["[fetch] demo 1.0", "[compile] demo 1.0", "[package] demo 1.0"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wheelforge.provenance import PREDICATE_TYPE, STATEMENT_TYPE, iso, statement
+from wheelforge.store.provenance import PREDICATE_TYPE, STATEMENT_TYPE, iso, statement
 
 PLAN = {
     "recipe": "xformers", "project": "xformers", "version": "0.0.35", "full_version": "0.0.35+cu128.sm120", "key": "ab" * 32,

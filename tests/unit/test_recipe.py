@@ -4,8 +4,8 @@ import dataclasses
 
 import pytest
 
-from wheelforge.errors import RecipeError
-from wheelforge.recipe import GitSource, SdistSource, all_recipes, find_recipe, load_recipe, recipe_dirs
+from wheelforge.model.errors import RecipeError
+from wheelforge.model.recipe import GitSource, SdistSource, all_recipes, find_recipe, load_recipe, recipe_dirs
 
 from recipe_support import VALID, write
 

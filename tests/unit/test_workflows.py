@@ -120,8 +120,8 @@ def test_build_jobs_use_the_matrix_on_gpu_runners():
 
 
 def test_matrix_of_bundled_recipes_fits_the_workflow_and_runner_labels():
-    from wheelforge import farm
-    from wheelforge.config import resolve_settings
+    from wheelforge.farm import matrix as farm
+    from wheelforge.model.settings import resolve_settings
 
     settings = resolve_settings({"arch": "12.0", "cuda": "12.8"}, env={}, pyproject={}, cwd=REPO)
     m = farm.load_matrix(settings, env={})

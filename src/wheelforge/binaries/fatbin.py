@@ -1,0 +1,251 @@
+"""Pure-Python listing of the CUDA fatbinary embedded in an ELF file.
+
+nvcc puts device code into the ELF section ``.nv_fatbin`` (relocatable device
+code for later device linking goes to ``__nv_relfatbin``).  The section holds
+one or more *blobs* back to back; each blob holds *entries* (a SASS cubin, PTX
+text or LTO IR), each with a header that names its target architecture.  We
+read only the ELF section headers and those small headers, never the payloads,
+so listing a 100 MB library costs a few page faults, and no CUDA toolkit is
+needed.
+
+The layout below is not an official spec; it was read from binaries built by
+nvcc 13.0 and checked against ``cuobjdump --list-elf/--list-ptx`` (13.5):
+
+blob header (16 bytes, little-endian)::
+
+    +0  u32 magic 0xBA55ED50   +4 u16 version (1)   +6 u16 header size (16)
+    +8  u64 payload size (bytes of entries that follow)
+
+entry header (64 to 120 bytes)::
+
+    +0  u16 kind (1 PTX, 2 cubin, 8 LTO IR)   +2 u16 (0x0101)
+    +4  u32 header size                       +8 u64 payload size
+    +28 u32 sm number (90, 120, ...)          +40 u64 flags
+
+flags: 0x2 debug (-G), 0x8000 payload compressed, 0x00100000 ``a`` target
+(sm_120a), 0x00200000 ``f`` family target (sm_120f).  The next entry starts at
+entry start + header size + payload size.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+
+from wheelforge.model.errors import AuditError
+from wheelforge.host.streams import SeekableReader
+
+FATBIN_SECTION = ".nv_fatbin"
+RELFATBIN_SECTION = "__nv_relfatbin"
+
+BLOB_MAGIC = 0xBA55ED50
+_BLOB = struct.Struct("<IHHQ")
+_ENTRY = struct.Struct("<HHIQ")
+_ENTRY_MIN_HEADER = 48  # must reach the flags word at +40
+
+KIND_PTX = 1
+KIND_CUBIN = 2
+KIND_LTO_IR = 8
+_KIND_NAMES = {KIND_PTX: "ptx", KIND_CUBIN: "sass", KIND_LTO_IR: "lto-ir"}
+
+FLAG_DEBUG = 0x2
+FLAG_COMPRESSED = 0x8000
+FLAG_ARCH_SPECIFIC = 0x0010_0000  # "a" targets
+FLAG_FAMILY = 0x0020_0000  # "f" targets
+
+ELF_MAGIC = b"\x7fELF"
+
+
+@dataclass(frozen=True)
+class FatbinEntry:
+    """One image inside a fatbinary."""
+
+    kind: str  # "sass", "ptx", "lto-ir" or "kind-<n>"
+    sm: int  # 120 for sm_120 / sm_120a / sm_120f
+    suffix: str  # "", "a" or "f"
+    compressed: bool
+    debug: bool
+    size: int  # stored payload bytes (compressed size when compressed)
+    offset: int  # file offset of the entry header (0-based)
+    section: str = FATBIN_SECTION
+
+    @property
+    def arch(self) -> str:
+        """The exact target: ``sm_90``, ``sm_120a``, ``sm_120f``."""
+        return f"sm_{self.sm}{self.suffix}"
+
+    @property
+    def cuobjdump_arch(self) -> str:
+        """The name cuobjdump prints: it drops ``f`` from family cubins (not from PTX)."""
+        if self.kind == "sass" and self.suffix == "f":
+            return f"sm_{self.sm}"
+        return self.arch
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "arch": self.arch,
+            "compressed": self.compressed,
+            "debug": self.debug,
+            "size": self.size,
+            "offset": self.offset,
+            "section": self.section,
+        }
+
+
+def is_elf(head: bytes) -> bool:
+    return head[:4] == ELF_MAGIC
+
+
+def list_entries(path: str | os.PathLike[str], *, include_relocatable: bool = False) -> list[FatbinEntry]:
+    """Every fatbin entry of the ELF file at ``path``; ``[]`` for non-ELF or host-only files.
+
+    ``include_relocatable`` also lists ``__nv_relfatbin`` (what ``cuobjdump -all`` adds);
+    the loader never uses it, so audits leave it out.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            if not is_elf(fh.read(4)):
+                return []
+            if os.fstat(fh.fileno()).st_size == 0:
+                return []
+            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+                return _list(buf, str(path), include_relocatable)
+    except OSError as exc:
+        raise AuditError(
+            "audit.unreadable", f"{path}: cannot read: {exc.strerror or exc}", "check the path and its permissions"
+        ) from exc
+
+
+def list_entries_from_bytes(
+    data: bytes | bytearray | memoryview, name: str, *, include_relocatable: bool = False
+) -> list[FatbinEntry]:
+    """Like :func:`list_entries` for a file already in memory (a wheel member); ``name`` is used in errors."""
+    if not is_elf(bytes(data[:4])):
+        return []
+    return _list(data, name, include_relocatable)
+
+
+def _list(buf, name: str, include_relocatable: bool) -> list[FatbinEntry]:
+    wanted = [FATBIN_SECTION, RELFATBIN_SECTION] if include_relocatable else [FATBIN_SECTION]
+    sections = _find_sections(buf, name, wanted)
+    entries: list[FatbinEntry] = []
+    for sec_name in wanted:
+        if sec_name in sections:
+            start, size = sections[sec_name]
+            entries.extend(_parse_section(buf, name, sec_name, start, size))
+    return entries
+
+
+def _find_sections(buf, name: str, wanted: list[str]) -> dict[str, tuple[int, int]]:
+    """File offset and size of the wanted sections (section headers only, via pyelftools)."""
+    stream: BinaryIO = _BufferStream(buf)
+    try:
+        elf = ELFFile(stream)
+        found: dict[str, tuple[int, int]] = {}
+        for sec in elf.iter_sections():
+            if sec.name in wanted and sec["sh_type"] != "SHT_NOBITS":
+                found[sec.name] = (sec["sh_offset"], sec["sh_size"])
+    except (ELFError, struct.error, ValueError, KeyError) as exc:
+        raise AuditError(
+            "audit.corrupt-elf",
+            f"{name}: unreadable ELF headers ({exc})",
+            "the file is truncated or not a valid ELF object; rebuild or re-download it",
+        ) from exc
+    finally:
+        stream.close()  # drop our view so the caller can close its mmap
+    for sec_name, (start, size) in found.items():
+        if start + size > len(buf):
+            raise AuditError(
+                "audit.corrupt-fatbin",
+                f"{name}: section {sec_name} at offset {start:#x} ends at {start + size:#x}, past the end of the file",
+                "the file is truncated; rebuild or re-download it",
+            )
+    return found
+
+
+def _corrupt(name: str, offset: int, what: str) -> AuditError:
+    return AuditError(
+        "audit.corrupt-fatbin",
+        f"{name}: corrupt fatbinary at file offset {offset:#x}: {what}",
+        "the file is truncated or damaged; rebuild it, and check it with `cuobjdump --list-elf`",
+    )
+
+
+def _parse_section(buf, name: str, sec_name: str, start: int, size: int) -> list[FatbinEntry]:
+    entries: list[FatbinEntry] = []
+    end = start + size
+    pos = start
+    while pos < end:
+        # Blobs from different objects may be padded apart; padding is zeros.
+        if end - pos < _BLOB.size:
+            if any(bytes(buf[pos:end])):
+                raise _corrupt(name, pos, f"{end - pos} trailing bytes are not a blob header")
+            break
+        magic, _version, header_size, payload = _BLOB.unpack_from(buf, pos)
+        if magic != BLOB_MAGIC:
+            if magic == 0:
+                pos += 4
+                continue
+            raise _corrupt(name, pos, f"bad blob magic {magic:#010x} (expected {BLOB_MAGIC:#010x})")
+        if header_size < _BLOB.size:
+            raise _corrupt(name, pos, f"blob header size {header_size} < {_BLOB.size}")
+        blob_end = pos + header_size + payload
+        if blob_end > end:
+            raise _corrupt(name, pos, f"blob payload of {payload} bytes runs past the end of {sec_name}")
+        epos = pos + header_size
+        while epos < blob_end:
+            if blob_end - epos < _ENTRY_MIN_HEADER:
+                raise _corrupt(name, epos, "entry header cut short by the end of its blob")
+            kind, _unk, ehsize, esize = _ENTRY.unpack_from(buf, epos)
+            if ehsize < _ENTRY_MIN_HEADER or epos + ehsize + esize > blob_end:
+                raise _corrupt(name, epos, f"entry header size {ehsize} / payload {esize} does not fit its blob")
+            (sm,) = struct.unpack_from("<I", buf, epos + 28)
+            (flags,) = struct.unpack_from("<Q", buf, epos + 40)
+            suffix = "a" if flags & FLAG_ARCH_SPECIFIC else "f" if flags & FLAG_FAMILY else ""
+            entries.append(
+                FatbinEntry(
+                    kind=_KIND_NAMES.get(kind, f"kind-{kind}"),
+                    sm=sm,
+                    suffix=suffix,
+                    compressed=bool(flags & FLAG_COMPRESSED),
+                    debug=bool(flags & FLAG_DEBUG),
+                    size=esize,
+                    offset=epos,
+                    section=sec_name,
+                )
+            )
+            epos += ehsize + esize
+        pos = blob_end
+    return entries
+
+
+class _BufferStream(SeekableReader):
+    """A seekable read-only stream over an mmap/bytes without copying it (pyelftools wants a stream)."""
+
+    def __init__(self, buf) -> None:
+        self._buf = memoryview(buf)
+        super().__init__(len(self._buf))
+
+    def read(self, n: int = -1) -> bytes:
+        stop = self.size if n is None or n < 0 else min(self.size, self.pos + n)
+        out = bytes(self._buf[self.pos : stop])
+        self.pos = max(self.pos, stop)
+        return out
+
+    def readinto(self, b) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._buf.release()
+        super().close()

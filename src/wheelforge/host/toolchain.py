@@ -1,0 +1,198 @@
+"""Toolchain detection: nvcc, host compiler, cmake, ninja, compiler caches, driver, GPUs.
+
+This module runs read-only probes; its result, :class:`~wheelforge.model.facts.ToolchainFacts`,
+is plain data, so the planner stays pure and tests build facts by hand.  Probing nvcc alone
+takes over a second, so :func:`detect_cached` keeps the facts in the cache folder, keyed by a
+fingerprint of the binaries they came from (paths, mtimes, sizes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Mapping
+
+from packaging.version import Version
+
+from wheelforge.model.errors import ToolchainError
+from wheelforge.model.facts import KNOWN_GCC_LIMITS, Gpu, Tool, ToolchainFacts
+from wheelforge.host.process import output_of
+
+
+def _first_version(text: str | None) -> str | None:
+    if not text:
+        return None
+    m = re.search(r"(\d+\.\d+(?:\.\d+)?)", text)
+    return m.group(1) if m else None
+
+
+def find_nvcc(env: Mapping[str, str]) -> list[Path]:
+    """Candidate nvcc binaries in search order: CUDA_HOME, CUDA_PATH, PATH, /usr/local/cuda*."""
+    found: list[Path] = []
+    for var in ("CUDA_HOME", "CUDA_PATH"):
+        if env.get(var):
+            found.append(Path(env[var]) / "bin" / "nvcc")
+    on_path = shutil.which("nvcc", path=env.get("PATH"))
+    if on_path:
+        found.append(Path(on_path))
+    found.append(Path("/usr/local/cuda/bin/nvcc"))
+    found.extend(sorted(Path("/usr/local").glob("cuda-*/bin/nvcc"), reverse=True))
+    seen, out = set(), []
+    for p in found:
+        if p.is_file() and os.access(p, os.X_OK):
+            real = p.resolve()
+            if real not in seen:
+                seen.add(real)
+                out.append(p)
+    return out
+
+
+def _cuda_home_of(nvcc: Path) -> Path:
+    text = nvcc.read_bytes()[:512]
+    # Wrapper scripts such as /usr/local/bin/nvcc exec the real one; follow them.
+    m = re.search(rb"exec\s+(\S+/bin/nvcc)", text)
+    if m:
+        return Path(m.group(1).decode()).resolve().parent.parent
+    return nvcc.resolve().parent.parent
+
+
+def _gcc_limit(cuda_home: Path) -> int | None:
+    for header in (cuda_home / "include/crt/host_config.h", *cuda_home.glob("targets/*/include/crt/host_config.h")):
+        if header.is_file():
+            m = re.search(r"#if __GNUC__ > (\d+)", header.read_text(errors="replace"))
+            if m:
+                return int(m.group(1))
+    return None
+
+
+def detect_all(env: Mapping[str, str] | None = None) -> list[ToolchainFacts]:
+    """One facts record per distinct CUDA toolkit found (first = preferred)."""
+    env = dict(os.environ if env is None else env)
+    common = _common_tools(env)
+    results: list[ToolchainFacts] = []
+    homes: set[Path] = set()
+    for nvcc in find_nvcc(env):
+        m = re.search(r"release (\d+\.\d+)", output_of([str(nvcc), "--version"], env) or "")
+        home = _cuda_home_of(nvcc)
+        if not m or home in homes:
+            continue
+        homes.add(home)
+        version = m.group(1)
+        archs = tuple((output_of([str(nvcc), "--list-gpu-arch"], env) or "").split())
+        limit = _gcc_limit(home) or KNOWN_GCC_LIMITS.get(version)
+        results.append(ToolchainFacts(cuda_version=version, cuda_home=str(home), nvcc=str(nvcc), nvcc_archs=archs,
+                                      host_compiler_limit=limit, **common))
+    return results or [ToolchainFacts(**common)]
+
+
+def _common_tools(env: Mapping[str, str]) -> dict[str, Any]:
+    def tool(name: str, args: list[str]) -> Tool | None:
+        path = shutil.which(name, path=env.get("PATH"))
+        if not path:
+            return None
+        version = _first_version(output_of([path, *args], env))
+        return Tool(path=path, version=version or "unknown")
+
+    cxx = env.get("CXX") or "g++"
+    facts: dict[str, Any] = {
+        "host_compiler": tool(cxx, ["-dumpfullversion"]) or tool(cxx, ["--version"]),
+        "cmake": tool("cmake", ["--version"]),
+        "ninja": tool("ninja", ["--version"]),
+        "ccache": tool("ccache", ["--version"]),
+        "sccache": tool("sccache", ["--version"]),
+    }
+    smi = shutil.which("nvidia-smi", path=env.get("PATH"))
+    gpus: list[Gpu] = []
+    driver = None
+    if smi:
+        out = output_of([smi, "--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader"], env) or ""
+        for line in out.strip().splitlines():
+            parts = [p.strip() for p in line.split(",")]
+            if len(parts) == 3:
+                gpus.append(Gpu(name=parts[0], capability=parts[1]))
+                driver = parts[2]
+    facts["gpus"] = tuple(gpus)
+    facts["driver_version"] = driver
+    return facts
+
+
+def select(all_facts: list[ToolchainFacts], requested: str) -> ToolchainFacts:
+    """Pick the toolkit for ``requested`` ("12.8" or "auto"); fail naming both versions and the fixes."""
+    with_cuda = [f for f in all_facts if f.cuda_version]
+    if requested == "auto":
+        if not with_cuda:
+            raise ToolchainError(
+                "toolchain.no-cuda", "no CUDA toolkit found (looked in CUDA_HOME, CUDA_PATH, PATH and /usr/local/cuda*)",
+                "install a CUDA toolkit (12.8 for the default target) and set CUDA_HOME",
+            )
+        return with_cuda[0]
+    for f in with_cuda:
+        if Version(f.cuda_version).release[:2] == Version(requested).release[:2]:
+            return f
+    found = ", ".join(f"CUDA {f.cuda_version} at {f.cuda_home}" for f in with_cuda) or "no CUDA toolkit"
+    alt = with_cuda[0].cuda_version if with_cuda else "X"
+    raise ToolchainError(
+        "toolchain.cuda-mismatch",
+        f"the target asks for CUDA {requested} but found {found}",
+        f"install CUDA {requested} and point CUDA_HOME at it, or build for the toolkit you have with --cuda {alt} (or --cuda auto)",
+    )
+
+
+def check_host_compiler(facts: ToolchainFacts) -> None:
+    if facts.host_compiler_ok is False:
+        assert facts.host_compiler is not None
+        raise ToolchainError(
+            "toolchain.host-compiler",
+            f"CUDA {facts.cuda_version} accepts GCC <= {facts.host_compiler_limit}, but {facts.host_compiler.path} is GCC {facts.host_compiler.version}",
+            f"install gcc-{facts.host_compiler_limit} and set CC/CXX (and CUDAHOSTCXX) to it",
+        )
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def _fingerprint(env: Mapping[str, str]) -> str:
+    h = hashlib.sha256()
+    for var in ("PATH", "CUDA_HOME", "CUDA_PATH", "CXX"):
+        h.update(f"{var}={env.get(var, '')}\n".encode())
+    files = [str(p) for p in find_nvcc(env)]
+    for name in (env.get("CXX") or "g++", "cmake", "ninja", "ccache", "sccache", "nvidia-smi"):
+        files.append(shutil.which(name, path=env.get("PATH")) or f"-{name}")
+    for f in files:
+        try:
+            st = os.stat(f)
+            h.update(f"{f}:{os.path.realpath(f)}:{st.st_mtime_ns}:{st.st_size}\n".encode())
+        except OSError:
+            h.update(f"{f}:absent\n".encode())
+    return h.hexdigest()[:32]
+
+
+def detect_cached(cache_dir: Path, env: Mapping[str, str] | None = None, *, refresh: bool = False) -> list[ToolchainFacts]:
+    """:func:`detect_all` behind a cache in ``<cache_dir>/toolchain/``, keyed by the binaries' paths and mtimes."""
+    env = dict(os.environ if env is None else env)
+    path = Path(cache_dir) / "toolchain" / f"{_fingerprint(env)}.json"
+    if not refresh:
+        try:
+            return [ToolchainFacts.from_json(x) for x in json.loads(path.read_text())]
+        except (OSError, ValueError, TypeError):
+            pass
+    found = detect_all(env)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps([f.to_json() for f in found]))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only cache only costs speed
+    return found
+
+
+def resolve(cache_dir: Path, requested: str, env: Mapping[str, str] | None = None) -> ToolchainFacts:
+    """The toolkit for ``requested`` ("auto" = first found), host compiler checked; fails naming what was found."""
+    facts = select(detect_cached(cache_dir, env), requested)
+    check_host_compiler(facts)
+    return facts

@@ -1,0 +1,201 @@
+"""The planner: recipe x version x target x toolchain facts -> a :class:`~wheelforge.model.plan.BuildPlan`.
+
+Pure: no subprocess, no network, no disk writes, and no reads either; callers pass digests
+in.  Tests snapshot plans; :mod:`wheelforge.build.runner` runs them.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePath
+from typing import Any, Mapping, Sequence
+
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from wheelforge import __version__
+from wheelforge.model.arch import check_toolkit_supports, cmake_cuda_architectures, expected_sass, torch_cuda_arch_list
+from wheelforge.model.errors import PlanError
+from wheelforge.model.facts import ToolchainFacts
+from wheelforge.model.kinds import KINDS, KindContext
+from wheelforge.model.plan import (
+    WORK,
+    AuditStep,
+    BuildDependency,
+    BuildPlan,
+    FetchStep,
+    LabelStep,
+    PatchSpec,
+    PatchStep,
+    PlannedSource,
+    RelocateStep,
+    Step,
+    StoreStep,
+    TargetSpec,
+    ToolchainSpec,
+    VerifyStep,
+    canonical_json,
+    resolve_work,
+    sha256_hex,
+)
+from wheelforge.model.recipe import ArchiveSource, GitSource, PathSource, Recipe, SdistSource, Source
+from wheelforge.model.settings import Target
+
+
+def source_digest(source: Source, tree_hash: str | None = None) -> str:
+    """The digest that names a pinned source's bytes."""
+    if isinstance(source, GitSource):
+        return f"git:{source.commit}"
+    if isinstance(source, (ArchiveSource, SdistSource)):
+        return f"sha256:{source.sha256}"
+    if isinstance(source, PathSource):
+        if not tree_hash:
+            raise PlanError("plan.tree-hash", f"the local source {source.path} has no content hash", "hash the tree before planning (wheelforge.sources.treehash)")
+        return f"tree:{tree_hash}"
+    raise PlanError("plan.source", f"unknown source {source!r}")  # pragma: no cover
+
+
+def wheel_filename(project: str, full_version: str, tag: str, platform: str) -> str:
+    dist = canonicalize_name(project).replace("-", "_")
+    return f"{dist}-{full_version}-{tag}-{platform}.whl"
+
+
+def _check_inputs(recipe: Recipe, version: str, target: Target, toolchain: ToolchainFacts,
+                  build_deps: Sequence[BuildDependency]) -> str:
+    if toolchain.cuda_version is None:
+        raise PlanError("plan.no-cuda", "no CUDA version to plan for", "pass --cuda 12.8 (or install a toolkit and use --cuda auto)")
+    cuda = toolchain.cuda_version
+    if target.cuda not in ("auto", cuda) and Version(target.cuda).release[:2] != Version(cuda).release[:2]:
+        raise PlanError("plan.cuda-mismatch", f"target CUDA {target.cuda} but toolchain facts are for CUDA {cuda}", "pass matching --cuda")
+    check_toolkit_supports(target.archs, cuda)
+    pin = recipe.pin(version)
+    if pin.requires_python and not pin.requires_python.contains(target.python_version):
+        raise PlanError(
+            "plan.python", f"{recipe.name} {version} supports Python {pin.requires_python}, not {target.python_version}",
+            "pick another --python or recipe version",
+        )
+    target_major = Version(cuda).major
+    for dep in build_deps:
+        if dep.cuda_version and Version(dep.cuda_version).major != target_major:
+            raise PlanError(
+                "plan.dep-cuda-major",
+                f"{dep.name} {dep.version} was built for CUDA {dep.cuda_version}, but the target is CUDA {cuda}",
+                f"use a {dep.name} built for CUDA {target_major}.x (build it with wheelforge, or --with {dep.name}==X+cu{Version(cuda).major}{Version(cuda).minor}), or change --cuda",
+            )
+    missing = sorted(set(recipe.build.recipes) - {d.recipe or d.name for d in build_deps})
+    if missing:
+        raise PlanError("plan.missing-dep", f"{recipe.name} builds against {', '.join(missing)}, which was not resolved", "build it first or pass --with NAME==VERSION")
+    return cuda
+
+
+def make_plan(
+    recipe: Recipe,
+    version: str | None,
+    target: Target,
+    toolchain: ToolchainFacts,
+    *,
+    workdir: PurePath | str = WORK,
+    patches: Sequence[tuple[str, str]] = (),
+    build_deps: Sequence[BuildDependency] = (),
+    isolation: bool = True,
+    jobs: int = 1,
+    jobs_reason: str = "",
+    source: Source | None = None,
+    tree_hash: str | None = None,
+    platform: str = "linux_x86_64",
+    launcher_env: Mapping[str, str] | None = None,
+    uv: str | None = None,
+    verify: bool = True,
+) -> BuildPlan:
+    """Turn inputs into a plan.  ``patches`` are ``(file, sha256)`` pairs in series order.
+
+    ``workdir`` is ``{work}`` (filled in by the runner) unless a caller wants real paths; it is
+    not part of the key.  ``launcher_env`` holds compiler-cache variables, which speed the build
+    up but cannot change its output, so they are not keyed.  ``uv`` (a path) fills the build
+    venv with uv instead of pip: the same requirements, so not keyed.  ``verify`` adds the
+    post-build suite as the last step.
+    """
+    pin = recipe.pin(version)
+    version = pin.version
+    cuda = _check_inputs(recipe, version, target, toolchain, build_deps)
+
+    label = target.label(cuda)
+    full_version = f"{version}+{label}"
+    src = source or recipe.resolve_source(pin)
+    planned_source = PlannedSource(src, source_digest(src, tree_hash))
+    cuda_home = toolchain.cuda_home or f"/usr/local/cuda-{cuda}"
+
+    values = {
+        "version": version,
+        "local_version": label,
+        "full_version": full_version,
+        "torch_cuda_arch_list": torch_cuda_arch_list(target.archs),
+        "cmake_cuda_architectures": cmake_cuda_architectures(target.archs, recipe.cmake_arch_rewrite),
+        "cuda_version": cuda,
+        "cuda_home": cuda_home,
+        "jobs": str(jobs),
+        "python_tag": target.python_tag,
+    }
+    env = {k: v.format(**values) for k, v in sorted(recipe.env.items())}
+    env.setdefault("CUDA_HOME", cuda_home)
+    env.setdefault("MAX_JOBS", str(jobs))
+    env.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", str(jobs))
+    env.update(launcher_env or {})
+
+    kind = KINDS[recipe.kind]
+    ctx = KindContext(
+        recipe=recipe, version=version, full_version=full_version, target_python=target.python, isolation=isolation,
+        installs=(*recipe.build.requires, *(d.requirement for d in build_deps)), uv=uv,
+        compiler_cache=(launcher_env or {}).get("CMAKE_CXX_COMPILER_LAUNCHER"), values=values,
+    )
+    patch_specs = tuple(PatchSpec(f, h, str(recipe.patch_dir / f)) for f, h in patches)
+    archs = expected_sass(target.archs)
+    steps: list[Step] = [
+        FetchStep("fetch", planned_source),
+        PatchStep("patch", patch_specs, f"{WORK}/src"),
+        *kind.steps(ctx),
+        LabelStep("label", f"{WORK}/out", full_version, recipe.local_version),
+        RelocateStep("relocate", cuda),
+        AuditStep("audit", tuple(archs), bool(archs)),
+    ]
+    deps = tuple(sorted(build_deps, key=lambda d: d.name))
+    target_spec = TargetSpec(tuple(str(a) for a in target.archs), cuda, target.python_tag, platform, label)
+    toolchain_spec = ToolchainSpec(
+        cuda_version=cuda, cuda_home=cuda_home,
+        host_compiler=toolchain.host_compiler.version if toolchain.host_compiler else None,
+        cmake=toolchain.cmake.version if toolchain.cmake else None,
+    )
+    key_inputs: dict[str, Any] = {
+        "wheelforge": __version__,
+        "recipe": recipe.to_json(),
+        "version": version,
+        "source": planned_source.digest,
+        "patches": [p.to_json() for p in patch_specs],
+        "target": target_spec.to_json(),
+        "toolchain": {"cuda_version": cuda, "host_compiler": toolchain_spec.host_compiler, "cmake": toolchain_spec.cmake},
+        "build_deps": [{"name": d.name, "identity": d.identity} for d in deps],
+        "build_requires": list(recipe.build.requires),
+        "isolation": isolation,
+    }
+    key = sha256_hex(canonical_json(key_inputs))
+    steps.append(StoreStep("store", key))
+    if verify:
+        steps.append(VerifyStep("verify", recipe.test_module, tuple(recipe.runtime_requires)))
+    if str(workdir) != WORK:
+        steps = [_rebase(s, str(workdir)) for s in steps]
+
+    notes = list(toolchain.notes)
+    if recipe.local_version == "rewrite":
+        notes.append("the local version label is written into the wheel's METADATA and RECORD after the build")
+    tag = recipe.wheel_tag.format(python_tag=target.python_tag)
+    return BuildPlan(
+        recipe=recipe.name, project=recipe.project, kind=recipe.kind, version=version, full_version=full_version,
+        source=planned_source, patches=patch_specs, target=target_spec, toolchain=toolchain_spec, build_deps=deps,
+        isolation=isolation, jobs=jobs, jobs_reason=jobs_reason, env=env, steps=tuple(steps),
+        wheel_name=wheel_filename(recipe.project, full_version, tag, platform), expected_sass=tuple(archs),
+        key_inputs=key_inputs, key=key, notes=tuple(notes),
+    )
+
+
+def _rebase(step: Step, workdir: str) -> Step:
+    """The same step with ``{work}`` replaced by a real folder (callers that want concrete paths)."""
+    return resolve_work(step, workdir)

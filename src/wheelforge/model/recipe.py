@@ -1,0 +1,423 @@
+"""Recipes are data: one TOML file per project, validated into frozen types.
+
+Every validation error names the file, the dotted key and the reason, so a user
+can fix a recipe without reading Python.  The schema is documented in
+``docs/recipes.md``; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import string
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from wheelforge.model import bundled
+from wheelforge.model.errors import RecipeError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+#: Placeholders an environment template may use; ``plan`` fills each one.
+PLACEHOLDERS: Mapping[str, str] = {
+    "version": "upstream version being built, e.g. 0.0.35",
+    "local_version": "local version label, e.g. cu128.sm120",
+    "full_version": "version with the local label, e.g. 0.0.35+cu128.sm120",
+    "torch_cuda_arch_list": "TORCH_CUDA_ARCH_LIST form, e.g. 9.0;12.0",
+    "cmake_cuda_architectures": "CMAKE_CUDA_ARCHITECTURES form, e.g. 90-real;120-real",
+    "cuda_version": "CUDA version of the toolkit, e.g. 12.8",
+    "cuda_home": "toolkit root, e.g. /usr/local/cuda-12.8",
+    "jobs": "parallel compile jobs chosen from memory and cores",
+    "python_tag": "target Python tag, e.g. cp311",
+}
+
+#: The build kinds a recipe may name; each is a strategy in wheelforge.model.kinds.
+BUILD_KINDS = ("pep517", "cmake")
+LOCAL_VERSION_HOOKS = ("env", "rewrite")
+SOURCE_TYPES = ("git", "archive", "sdist", "path")
+
+_HEX40 = re.compile(r"^[0-9a-f]{40}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+# --------------------------------------------------------------------------- types
+
+
+@dataclass(frozen=True)
+class GitSource:
+    url: str
+    tag: str
+    commit: str
+    submodules: bool = True
+    type: str = "git"
+
+
+@dataclass(frozen=True)
+class ArchiveSource:
+    url: str
+    sha256: str
+    type: str = "archive"
+
+
+@dataclass(frozen=True)
+class SdistSource:
+    name: str
+    version: str
+    sha256: str
+    filename: str | None = None
+    url: str | None = None
+    type: str = "sdist"
+
+
+@dataclass(frozen=True)
+class PathSource:
+    """A local tree, resolved against the recipe file's folder (examples, tests)."""
+
+    path: str
+    type: str = "path"
+
+
+Source = GitSource | ArchiveSource | SdistSource | PathSource
+
+
+@dataclass(frozen=True)
+class PatchRef:
+    file: str
+    when: SpecifierSet
+    why: str = ""
+
+    def applies_to(self, version: str) -> bool:
+        return self.when.contains(Version(version), prereleases=True)
+
+
+@dataclass(frozen=True)
+class VersionPin:
+    version: str
+    source: Source
+    requires_python: SpecifierSet = field(default_factory=SpecifierSet)
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class BuildDeps:
+    requires: tuple[str, ...] = ()
+    recipes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    project: str
+    kind: str
+    path: Path
+    default_version: str
+    versions: Mapping[str, VersionPin]
+    env: Mapping[str, str]
+    build: BuildDeps
+    ram_per_job_gb: float
+    local_version: str
+    patches: tuple[PatchRef, ...]
+    test_module: str
+    runtime_requires: tuple[str, ...] = ()
+    cmake_arch_rewrite: str = "none"
+    description: str = ""
+    wheel_tag: str = "{python_tag}-{python_tag}"  # python-abi part of the wheel name
+
+    @property
+    def patch_dir(self) -> Path:
+        return self.path.parent.parent / "patches" / self.name
+
+    def pin(self, version: str | None) -> VersionPin:
+        version = version or self.default_version
+        try:
+            return self.versions[version]
+        except KeyError:
+            known = ", ".join(sorted(self.versions, key=Version))
+            raise RecipeError(
+                "recipe.version-unknown",
+                f"recipe {self.name!r} has no version {version!r}",
+                f"pick one of: {known} (or add [versions.\"{version}\"] to {self.path})",
+            ) from None
+
+    def builds_against(self, project: str) -> bool:
+        """Whether the build compiles against ``project`` (a recipe dependency or a build requirement)."""
+        want = canonicalize_name(project)
+        return want in self.build.recipes or any(canonicalize_name(Requirement(r).name) == want for r in self.build.requires)
+
+    def patches_for(self, version: str) -> tuple[PatchRef, ...]:
+        return tuple(p for p in self.patches if p.applies_to(version))
+
+    def resolve_source(self, pin: VersionPin) -> Source:
+        """Path sources are relative to the recipe file."""
+        if isinstance(pin.source, PathSource):
+            return PathSource(path=str((self.path.parent / pin.source.path).resolve()))
+        return pin.source
+
+    def to_json(self) -> dict[str, Any]:
+        """Canonical, JSON-ready form used in plans and cache keys."""
+        return {
+            "name": self.name,
+            "project": self.project,
+            "kind": self.kind,
+            "env": dict(sorted(self.env.items())),
+            "build": {"requires": list(self.build.requires), "recipes": list(self.build.recipes)},
+            "ram_per_job_gb": self.ram_per_job_gb,
+            "local_version": self.local_version,
+            "cmake_arch_rewrite": self.cmake_arch_rewrite,
+            "runtime_requires": list(self.runtime_requires),
+            "wheel_tag": self.wheel_tag,
+        }
+
+
+# --------------------------------------------------------------------------- loading
+
+
+class _Reader:
+    """Typed access to a TOML table that reports file and dotted key on error."""
+
+    def __init__(self, path: Path, data: Mapping[str, Any], prefix: str = "") -> None:
+        self.path, self.data, self.prefix = path, data, prefix
+        self.seen: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    def fail(self, name: str, reason: str, hint: str | None = None) -> RecipeError:
+        return RecipeError(
+            "recipe.invalid",
+            f"{self.path}: key '{self.key(name)}': {reason}",
+            hint or f"fix '{self.key(name)}' in {self.path}; the schema is in docs/recipes.md",
+        )
+
+    def get(self, name: str, typ: type | tuple[type, ...], default: Any = ..., *, what: str = "") -> Any:
+        self.seen.add(name)
+        if name not in self.data:
+            if default is ...:
+                raise self.fail(name, "is required but missing")
+            return default
+        value = self.data[name]
+        # bool is an int subclass; never accept it for numbers.
+        if isinstance(value, bool) and bool not in (typ if isinstance(typ, tuple) else (typ,)):
+            raise self.fail(name, f"must be {what or _type_name(typ)}, not a boolean")
+        if not isinstance(value, typ):
+            raise self.fail(name, f"must be {what or _type_name(typ)}, not {type(value).__name__}")
+        return value
+
+    def table(self, name: str, default: Any = ...) -> "_Reader":
+        value = self.get(name, dict, {} if default is not ... else ..., what="a table")
+        return _Reader(self.path, value, f"{self.key(name)}.")
+
+    def reject_unknown(self) -> None:
+        extra = sorted(set(self.data) - self.seen)
+        if extra:
+            raise self.fail(extra[0], "is not a known key", f"remove or rename it; known keys: {', '.join(sorted(self.seen))}")
+
+
+def _type_name(typ: type | tuple[type, ...]) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list", dict: "a table"}
+    if isinstance(typ, tuple):
+        return " or ".join(names.get(t, t.__name__) for t in typ)
+    return names.get(typ, typ.__name__)
+
+
+def _read_source(r: _Reader, version: str) -> Source:
+    stype = r.get("type", str)
+    if stype not in SOURCE_TYPES:
+        raise r.fail("type", f"unknown source type {stype!r}", f"use one of: {', '.join(SOURCE_TYPES)}")
+    if stype == "git":
+        url, tag = r.get("url", str), r.get("tag", str)
+        commit = r.get("commit", str)
+        if not _HEX40.match(commit):
+            raise r.fail("commit", f"{commit!r} is not a full 40-hex commit", "pin the full lowercase sha1 the tag points to (git rev-parse TAG^{commit})")
+        src: Source = GitSource(url=url, tag=tag, commit=commit, submodules=r.get("submodules", bool, True))
+    elif stype == "archive":
+        url, sha = r.get("url", str), r.get("sha256", str)
+        if not url.startswith(("https://", "file://")):
+            raise r.fail("url", f"{url!r} must be an https:// or file:// URL")
+        if not _HEX64.match(sha):
+            raise r.fail("sha256", f"{sha!r} is not a 64-hex sha256", "pin the lowercase sha256 of the archive you checked")
+        src = ArchiveSource(url=url, sha256=sha)
+    elif stype == "sdist":
+        name, sha = r.get("name", str), r.get("sha256", str)
+        if not _HEX64.match(sha):
+            raise r.fail("sha256", f"{sha!r} is not a 64-hex sha256", "copy the sdist's sha256 from the package index")
+        src = SdistSource(
+            name=name, version=r.get("version", str, version), sha256=sha,
+            filename=r.get("filename", str, None), url=r.get("url", str, None),
+        )
+    else:
+        src = PathSource(path=r.get("path", str))
+    r.reject_unknown()
+    return src
+
+
+def load_recipe(path: str | os.PathLike[str]) -> Recipe:
+    """Read and validate one recipe file."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise RecipeError("recipe.unreadable", f"cannot read recipe {path}: {exc.strerror}", "check the path or --recipes-dir") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise RecipeError("recipe.syntax", f"{path}: not valid TOML: {exc}", "fix the TOML syntax at the position shown") from None
+
+    r = _Reader(path, data)
+    name = r.get("name", str)
+    if not _NAME.match(name) or name != path.stem:
+        raise r.fail("name", f"{name!r} must be lowercase [a-z0-9._-] and equal the file name {path.stem!r}")
+    project = r.get("project", str, name)
+    kind = r.get("kind", str)
+    if kind not in BUILD_KINDS:
+        raise r.fail("kind", f"unknown build kind {kind!r}", f"use one of: {', '.join(BUILD_KINDS)}")
+    description = r.get("description", str, "")
+    ram = r.get("ram_per_job_gb", (int, float), what="a number of GiB")
+    if not 0 < ram <= 256:
+        raise r.fail("ram_per_job_gb", f"{ram} is outside 0 < GiB <= 256")
+    local_version = r.get("local_version", str, "env")
+    if local_version not in LOCAL_VERSION_HOOKS:
+        raise r.fail("local_version", f"unknown hook {local_version!r}", f"use one of: {', '.join(LOCAL_VERSION_HOOKS)}")
+    rewrite = r.get("cmake_arch_rewrite", str, "none")
+    if rewrite not in ("none", "family-a"):
+        raise r.fail("cmake_arch_rewrite", f"unknown rewrite {rewrite!r}", "use 'none' or 'family-a' (llama.cpp turns 12x into 12xa)")
+    test_module = r.get("test_module", str)
+    wheel_tag = r.get("wheel_tag", str, "{python_tag}-{python_tag}")
+    if not re.fullmatch(r"[a-z0-9_{}.]+-[a-z0-9_{}.]+", wheel_tag):
+        raise r.fail("wheel_tag", f"{wheel_tag!r} is not '<python tag>-<abi tag>'", "e.g. 'py39-none' or '{python_tag}-{python_tag}'")
+    runtime_requires = tuple(_requirements(r, "runtime_requires"))
+
+    # env template: values may use only the documented placeholders
+    env_r = r.table("env")
+    env: dict[str, str] = {}
+    for key in env_r.data:
+        value = env_r.get(key, str)
+        if not _ENV_NAME.match(key):
+            raise env_r.fail(key, "is not a valid environment variable name")
+        for _, field_name, _, _ in string.Formatter().parse(value):
+            if field_name is not None and field_name not in PLACEHOLDERS:
+                raise env_r.fail(key, f"uses unknown placeholder {{{field_name}}}", f"known placeholders: {', '.join(PLACEHOLDERS)}")
+        env[key] = value
+
+    build_r = r.table("build")
+    requires = tuple(_requirements(build_r, "requires"))
+    dep_recipes = tuple(build_r.get("recipes", list, [], what="a list of recipe names"))
+    for dep in dep_recipes:
+        if not isinstance(dep, str) or not _NAME.match(dep):
+            raise build_r.fail("recipes", f"{dep!r} is not a recipe name")
+        if dep == name:
+            raise build_r.fail("recipes", "a recipe cannot depend on itself")
+    build_r.reject_unknown()
+
+    patches: list[PatchRef] = []
+    for i, item in enumerate(r.get("patches", list, [], what="a list of tables ([[patches]])")):
+        if not isinstance(item, dict):
+            raise r.fail(f"patches[{i}]", "must be a table ([[patches]])")
+        pr = _Reader(path, item, f"patches[{i}].")
+        file = pr.get("file", str)
+        if "/" in file or "\\" in file or file.startswith("."):
+            raise pr.fail("file", f"{file!r} must be a bare file name inside patches/{name}/")
+        when_text = pr.get("when", str, "")
+        try:
+            when = SpecifierSet(when_text)
+        except InvalidSpecifier:
+            raise pr.fail("when", f"{when_text!r} is not a version range", "write it like '>=2.12,<2.16'") from None
+        patches.append(PatchRef(file=file, when=when, why=pr.get("why", str, "")))
+        pr.reject_unknown()
+
+    versions_r = r.table("versions")
+    if not versions_r.data:
+        raise r.fail("versions", "must list at least one version")
+    versions: dict[str, VersionPin] = {}
+    for ver in versions_r.data:
+        try:
+            Version(ver)
+        except InvalidVersion:
+            raise versions_r.fail(ver, "is not a PEP 440 version") from None
+        vr = versions_r.table(ver)
+        req_py_text = vr.get("requires_python", str, "")
+        try:
+            req_py = SpecifierSet(req_py_text)
+        except InvalidSpecifier:
+            raise vr.fail("requires_python", f"{req_py_text!r} is not a version range") from None
+        source = _read_source(vr.table("source"), ver)
+        versions[ver] = VersionPin(version=ver, source=source, requires_python=req_py, note=vr.get("note", str, ""))
+        vr.reject_unknown()
+
+    default_version = r.get("default_version", str)
+    if default_version not in versions:
+        raise r.fail("default_version", f"{default_version!r} is not one of the listed versions", f"add [versions.\"{default_version}\"] or pick one of {sorted(versions)}")
+    r.reject_unknown()
+
+    return Recipe(
+        name=name, project=canonicalize_name(project), kind=kind, path=path.resolve(),
+        default_version=default_version, versions=versions, env=env,
+        build=BuildDeps(requires=requires, recipes=dep_recipes), ram_per_job_gb=float(ram),
+        local_version=local_version, patches=tuple(patches), test_module=test_module,
+        runtime_requires=runtime_requires, cmake_arch_rewrite=rewrite, description=description,
+        wheel_tag=wheel_tag,
+    )
+
+
+def _requirements(r: _Reader, key: str) -> list[str]:
+    out = []
+    for item in r.get(key, list, [], what="a list of requirement strings"):
+        if not isinstance(item, str):
+            raise r.fail(key, f"{item!r} is not a requirement string")
+        try:
+            Requirement(item)
+        except InvalidRequirement as exc:
+            raise r.fail(key, f"{item!r} is not a valid requirement: {exc}") from None
+        out.append(item)
+    return out
+
+
+# --------------------------------------------------------------------------- lookup
+
+
+def recipe_dirs(extra: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> list[Path]:
+    """Search order: --recipes-dir, then WHEELFORGE_RECIPE_PATH entries, then the bundled recipes."""
+    env = os.environ if env is None else env
+    dirs: list[Path] = []
+    if extra:
+        dirs.append(Path(extra))
+    for part in env.get("WHEELFORGE_RECIPE_PATH", "").split(os.pathsep):
+        if part:
+            dirs.append(Path(part))
+    dirs.append(bundled.recipes_dir())
+    return dirs
+
+
+def find_recipe(name: str, dirs: list[Path]) -> Recipe:
+    for d in dirs:
+        candidate = d / f"{name}.toml"
+        if candidate.is_file():
+            return load_recipe(candidate)
+    known = sorted({p.stem for d in dirs if d.is_dir() for p in d.glob("*.toml")})
+    raise RecipeError(
+        "recipe.not-found",
+        f"no recipe named {name!r} in {', '.join(str(d) for d in dirs)}",
+        f"known recipes: {', '.join(known) or 'none'}; add a folder with --recipes-dir or WHEELFORGE_RECIPE_PATH",
+    )
+
+
+def all_recipes(dirs: list[Path]) -> dict[str, Recipe]:
+    """Every recipe by name; earlier folders shadow later ones."""
+    found: dict[str, Recipe] = {}
+    for d in dirs:
+        if d.is_dir():
+            for p in sorted(d.glob("*.toml")):
+                found.setdefault(p.stem, load_recipe(p))
+    return found

@@ -1,0 +1,551 @@
+"""The private package index: a static Simple Repository API tree built from the wheelhouse.
+
+``build_index(wheelhouse)`` writes ``wheelhouse/index/``:
+
+```
+index/
+  index.html                      the page for people (rows rendered, sorted/filtered by _page/page.js)
+  _page/page.css, _page/page.js
+  generation.json                 when and from how many files this tree was written
+  simple/index.html|index.json    PEP 503 / PEP 691 project list
+  simple/<project>/index.html|index.json
+  files/<wheel>                   hardlink of the wheel in entries/<key>/
+  files/<wheel>.metadata          PEP 658/714: the wheel's METADATA, byte for byte
+  files/<wheel>.provenance.json   sidecars, linked from the page
+  files/<wheel>.verify.json
+  logs/<key>.log                  the build log
+```
+
+The tree is written into a sibling scratch folder and swapped in with one
+``renameat2(RENAME_EXCHANGE)`` (two renames where the kernel lacks it), so a
+reader sees the old tree or the new one, never half of one.  Every URL in it is
+relative, so the folder can be copied to any static host unchanged.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import hashlib
+import html
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from urllib.parse import quote
+
+from filelock import FileLock
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+
+from wheelforge.host.digest import sha256_file
+from wheelforge.model.errors import IndexError_
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
+SIMPLE_HTML = "application/vnd.pypi.simple.v1+html"
+#: PEP 629 major.minor; 1.1 because the JSON carries PEP 700's ``versions``/``size``/``upload-time``.
+API_VERSION = "1.1"
+
+
+@dataclass(frozen=True)
+class IndexFile:
+    """One wheel as the index lists it."""
+
+    filename: str
+    project: str  # normalized (PEP 503)
+    display_name: str
+    version: str
+    python_tag: str
+    sha256: str
+    size: int
+    requires_python: str | None
+    metadata: bytes = field(repr=False)
+    yanked: str | None  # None = not yanked; "" = yanked without a reason
+    key: str
+    archs_found: tuple[str, ...]
+    verify: str | None
+    built_at: str | None
+    build_seconds: float | None
+    wheel_path: Path
+    entry_dir: Path
+    sidecars: tuple[str, ...] = ()  # which of provenance.json / verify.json the entry holds
+    log: Path | None = None
+
+    @property
+    def metadata_sha256(self) -> str:
+        return hashlib.sha256(self.metadata).hexdigest()
+
+    @property
+    def quoted(self) -> str:
+        """The filename as an URL path segment: ``+`` becomes ``%2B`` (pip and S3 read a bare ``+`` differently)."""
+        return quote(self.filename, safe="")
+
+
+@dataclass
+class IndexResult:
+    path: Path
+    projects: int
+    files: int
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- reading the wheelhouse
+
+
+def load_yanks(wheelhouse: Path) -> dict[str, str]:
+    """``yanked.toml`` as ``{filename: reason}``; a missing file means nothing is yanked."""
+    path = Path(wheelhouse) / "yanked.toml"
+    if not path.exists():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise IndexError_("index.yank-invalid", f"{path}: not valid TOML ({exc})", "fix the syntax; see docs/wheelhouse.md") from exc
+    items = data.get("yank", [])
+    if not isinstance(items, list):
+        raise IndexError_("index.yank-invalid", f"{path}: 'yank' must be an array of tables", 'write [[yank]] file = "<wheel>" reason = "..."')
+    yanks: dict[str, str] = {}
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("file"), str) or not item["file"]:
+            raise IndexError_("index.yank-invalid", f"{path}: yank[{i}].file is missing or not a string", 'each [[yank]] needs file = "<wheel filename>"')
+        reason = item.get("reason", "")
+        if not isinstance(reason, str):
+            raise IndexError_("index.yank-invalid", f"{path}: yank[{i}].reason must be a string", 'write reason = "why"')
+        yanks[item["file"]] = reason
+    return yanks
+
+
+def _read_metadata(wheel: Path, name: str, version: str) -> bytes:
+    """METADATA of the wheel, found through its one ``*.dist-info/`` folder."""
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            candidates = [n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
+            if len(candidates) != 1:
+                raise IndexError_("index.bad-wheel", f"{wheel}: expected one *.dist-info/METADATA, found {len(candidates)}", "rebuild the wheel; it is not a valid wheel")
+            return zf.read(candidates[0])
+    except zipfile.BadZipFile as exc:
+        raise IndexError_("index.bad-wheel", f"{wheel}: not a zip archive ({exc})", "remove the entry and rebuild it") from exc
+
+
+def _requires_python(metadata: bytes) -> str | None:
+    # Headers end at the first blank line; the body may hold a long description.
+    for line in metadata.split(b"\n\n", 1)[0].decode("utf-8", "replace").splitlines():
+        if line.lower().startswith("requires-python:"):
+            return line.split(":", 1)[1].strip() or None
+    return None
+
+
+def collect(wheelhouse: Path, *, rehash: bool = False) -> tuple[list[IndexFile], list[str]]:
+    """Every wheel in ``entries/`` with what the index needs, plus warnings.
+
+    The wheel's sha256 comes from ``entry.json`` (entries are immutable once
+    promoted); ``rehash=True`` recomputes it and refuses a mismatch.
+    """
+    from wheelforge.store.wheelhouse import Wheelhouse
+
+    wheelhouse = Path(wheelhouse)
+    wh = Wheelhouse(wheelhouse)
+    if not wh.entries.is_dir():
+        raise IndexError_("index.no-wheelhouse", f"{wheelhouse}: no entries/ folder", "build something first, or pass --wheelhouse DIR")
+    yanks = load_yanks(wheelhouse)
+    warnings: list[str] = []
+    by_name: dict[str, IndexFile] = {}
+    logs_dir = wh.root / "logs"
+    logs = wh.log_names()
+    for entry_dir, entry, present in wh.scan():
+        manifest = entry_dir / "entry.json"
+        if entry is None or not isinstance(entry.get("wheel"), str):
+            raise IndexError_("index.bad-entry", f"{manifest}: unreadable or missing 'wheel'", "remove the entry folder and rebuild it")
+        filename = entry["wheel"]
+        wheel = entry_dir / filename
+        if "/" in filename or filename not in present:
+            raise IndexError_("index.bad-entry", f"{manifest}: wheel {filename!r} is not in {entry_dir}", "remove the entry folder and rebuild it")
+        try:
+            name, version, _build, tags = parse_wheel_filename(filename)
+        except InvalidWheelFilename as exc:
+            raise IndexError_("index.bad-wheel", f"{wheel}: {exc}", "the wheel filename must follow the wheel spec") from exc
+        size = wheel.stat().st_size
+        if entry.get("size") not in (None, size):
+            raise IndexError_("index.bad-entry", f"{manifest}: size {entry.get('size')} but {filename} has {size} bytes", "the entry was changed after promotion; rebuild it")
+        sha = entry.get("sha256")
+        if rehash or not sha:
+            actual = sha256_file(wheel)
+            if sha and sha != actual:
+                raise IndexError_("index.hash-mismatch", f"{wheel}: sha256 {actual} differs from entry.json {sha}", "the wheel was changed after promotion; rebuild the entry")
+            sha = actual
+        metadata = _read_metadata(wheel, name, str(version))
+        item = IndexFile(
+            filename=filename,
+            project=canonicalize_name(name),
+            display_name=entry.get("project") or str(name),
+            version=str(version),
+            python_tag=".".join(sorted({t.interpreter for t in tags})),
+            sha256=sha,
+            size=size,
+            requires_python=_requires_python(metadata),
+            metadata=metadata,
+            yanked=yanks.get(filename),
+            key=entry.get("key", entry_dir.name),
+            archs_found=tuple(entry.get("archs_found") or ()),
+            verify=entry.get("verify"),
+            built_at=entry.get("built_at"),
+            build_seconds=entry.get("build_seconds"),
+            wheel_path=wheel,
+            entry_dir=entry_dir,
+            sidecars=tuple(s for s in ("provenance.json", "verify.json") if s in present),
+            log=logs_dir / f"{entry.get('key', entry_dir.name)}.log" if f"{entry.get('key', entry_dir.name)}.log" in logs else None,
+        )
+        # Two keys can yield the same filename; an index can list a filename once, so the newest wins.
+        old = by_name.get(filename)
+        if old is not None:
+            newer, other = (item, old) if (item.built_at or "") >= (old.built_at or "") else (old, item)
+            warnings.append(f"{filename}: in entries {old.key} and {item.key}; listing the newer build {newer.key}")
+            item = newer
+        by_name[filename] = item
+    for filename in sorted(set(yanks) - set(by_name)):
+        warnings.append(f"yanked.toml names {filename}, which no entry holds; ignored")
+    files = sorted(by_name.values(), key=lambda f: (f.project, f.filename))
+    return files, warnings
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _attr(value: str) -> str:
+    return html.escape(value, quote=True)
+
+
+def _upload_time(built_at: str | None) -> str | None:
+    """PEP 700 wants ``yyyy-mm-ddThh:mm:ss.ffffffZ`` in UTC."""
+    if not built_at:
+        return None
+    try:
+        t = datetime.fromisoformat(built_at.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _html_page(title: str, body: str) -> str:
+    return (
+        "<!DOCTYPE html>\n<html>\n<head>\n"
+        f'<meta name="pypi:repository-version" content="{API_VERSION}">\n'
+        f"<title>{html.escape(title)}</title>\n</head>\n<body>\n"
+        f"<h1>{html.escape(title)}</h1>\n{body}</body>\n</html>\n"
+    )
+
+
+def render_root(projects: dict[str, list[IndexFile]]) -> tuple[str, str]:
+    """(HTML, JSON) of ``/simple/``."""
+    links = "".join(f'<a href="{quote(p)}/">{html.escape(p)}</a><br>\n' for p in projects)
+    body = _html_page("Simple index", links)
+    doc = {"meta": {"api-version": API_VERSION}, "projects": [{"name": p} for p in projects]}
+    return body, json.dumps(doc, indent=1) + "\n"
+
+
+def render_project(project: str, files: list[IndexFile], files_url: str = "../../files/") -> tuple[str, str]:
+    """(HTML, JSON) of ``/simple/<project>/``; both list the same files with the same hashes."""
+    anchors = []
+    entries = []
+    for f in files:
+        url = f"{files_url}{f.quoted}"
+        attrs = [f'href="{_attr(url)}#sha256={f.sha256}"']
+        if f.requires_python:
+            attrs.append(f'data-requires-python="{_attr(f.requires_python)}"')
+        md = f"sha256={f.metadata_sha256}"
+        # PEP 714 renamed the attribute; older pips only read the PEP 658 spelling, so write both.
+        attrs.append(f'data-core-metadata="{md}"')
+        attrs.append(f'data-dist-info-metadata="{md}"')
+        if f.yanked is not None:
+            attrs.append(f'data-yanked="{_attr(f.yanked)}"')
+        anchors.append(f"<a {' '.join(attrs)}>{html.escape(f.filename)}</a><br>\n")
+        item: dict = {
+            "filename": f.filename,
+            "url": url,
+            "hashes": {"sha256": f.sha256},
+            "requires-python": f.requires_python,
+            "size": f.size,
+            "yanked": f.yanked if f.yanked else (f.yanked is not None),
+            "core-metadata": {"sha256": f.metadata_sha256},
+            "data-dist-info-metadata": {"sha256": f.metadata_sha256},
+        }
+        upload = _upload_time(f.built_at)
+        if upload:
+            item["upload-time"] = upload
+        entries.append(item)
+    versions = sorted({f.version for f in files}, key=_version_key)
+    doc = {"meta": {"api-version": API_VERSION}, "name": project, "versions": versions, "files": entries}
+    return _html_page(f"Links for {project}", "".join(anchors)), json.dumps(doc, indent=1) + "\n"
+
+
+def _version_key(v: str):
+    from packaging.version import Version
+
+    return Version(v)
+
+
+def _human_size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)  # pragma: no cover
+
+
+def _page_asset(name: str) -> bytes:
+    return resources.files("wheelforge.serving").joinpath("page", name).read_bytes()
+
+
+def render_page(files: list[IndexFile], generated_at: str) -> str:
+    """The page for people: one table row per wheel, rendered here so it reads without JavaScript."""
+    rows = []
+    for f in files:
+        e = html.escape
+        q = f.quoted
+        verify = f.verify or "not run"
+        links = [f'<a href="files/{q}">wheel</a>']
+        if "provenance.json" in f.sidecars:
+            links.append(f'<a href="files/{q}.provenance.json">provenance</a>')
+        if "verify.json" in f.sidecars:
+            links.append(f'<a href="files/{q}.verify.json">verify</a>')
+        if f.log is not None:
+            links.append(f'<a href="logs/{quote(f.log.name)}">log</a>')
+        yank = f' <span class="yanked" title="{_attr(f.yanked or "")}">yanked</span>' if f.yanked is not None else ""
+        rows.append(
+            "<tr>"
+            f'<td data-label="Project"><a href="simple/{quote(f.project)}/">{e(f.display_name)}</a></td>'
+            f'<td data-label="Version">{e(f.version)}{yank}</td>'
+            f'<td data-label="Python">{e(f.python_tag)}</td>'
+            f'<td data-label="Archs">{e(" ".join(f.archs_found)) or "host only"}</td>'
+            f'<td data-label="Verify" class="v-{_attr(verify.replace(" ", "-"))}">{e(verify)}</td>'
+            f'<td data-label="Size" data-sort="{f.size}">{_human_size(f.size)}</td>'
+            f'<td data-label="Built" data-sort="{_attr(f.built_at or "")}">{e((f.built_at or "")[:16].replace("T", " "))}</td>'
+            f'<td data-label="Files"><span class="links">{" · ".join(links)}</span></td>'
+            "</tr>\n"
+        )
+    template = _page_asset("index.html").decode("utf-8")
+    return (
+        template.replace("{{ROWS}}", "".join(rows))
+        .replace("{{COUNT}}", str(len(files)))
+        .replace("{{GENERATED}}", html.escape(generated_at))
+    )
+
+
+# --------------------------------------------------------------------------- writing the tree
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    # A hardlink costs nothing and the wheelhouse never rewrites an entry in place.
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _write(path: Path, data: str | bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+
+
+def write_tree(files: list[IndexFile], root: Path, wheelhouse: Path) -> None:
+    """Write the whole static tree for ``files`` into the empty folder ``root``."""
+    generated_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    projects: dict[str, list[IndexFile]] = {}
+    for f in files:
+        projects.setdefault(f.project, []).append(f)
+    projects = dict(sorted(projects.items()))
+
+    (root / "files").mkdir(parents=True)
+    (root / "logs").mkdir()
+    (root / "_page").mkdir()
+    files_dir = os.path.join(root, "files")
+    logs_dir = os.path.join(root, "logs")
+    linked_logs: set[str] = set()
+    for f in files:
+        dst = os.path.join(files_dir, f.filename)
+        _link_or_copy(f.wheel_path, dst)
+        fd = os.open(dst + ".metadata", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, f.metadata)
+        finally:
+            os.close(fd)
+        for side in f.sidecars:
+            _link_or_copy(os.path.join(f.entry_dir, side), f"{dst}.{side}")
+        if f.log is not None and f.log.name not in linked_logs:
+            linked_logs.add(f.log.name)
+            _link_or_copy(f.log, os.path.join(logs_dir, f.log.name))
+
+    html_root, json_root = render_root(projects)
+    _write(root / "simple" / "index.html", html_root)
+    _write(root / "simple" / "index.json", json_root)
+    for project, pfiles in projects.items():
+        h, j = render_project(project, pfiles)
+        _write(root / "simple" / project / "index.html", h)
+        _write(root / "simple" / project / "index.json", j)
+
+    for asset in ("page.css", "page.js"):
+        _write(root / "_page" / asset, _page_asset(asset))
+    _write(root / "index.html", render_page(files, generated_at))
+    gen = {"generated_at": generated_at, "projects": len(projects), "files": len(files), "api-version": API_VERSION}
+    _write(root / "generation.json", json.dumps(gen, indent=1) + "\n")
+
+
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths with renameat2(2); False where the platform lacks it."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    AT_FDCWD = -100
+    rc = fn(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if rc != 0:
+        err = ctypes.get_errno()
+        if err in (22, 38, 95):  # EINVAL/ENOSYS/EOPNOTSUPP: filesystem or kernel cannot exchange
+            return False
+        raise OSError(err, os.strerror(err), str(a))
+    return True
+
+
+def swap_in(new: Path, target: Path) -> None:
+    """Make ``new`` become ``target``; the previous tree stays whole until the swap, then goes."""
+    if not target.exists():
+        os.rename(new, target)
+        return
+    if _exchange(new, target):
+        shutil.rmtree(new)  # now holds the old tree
+        return
+    # Fallback: a window of one rename where target is absent, never half-written.
+    old = Path(tempfile.mkdtemp(prefix=".index-old-", dir=target.parent))
+    os.rmdir(old)
+    os.rename(target, old)
+    os.rename(new, target)
+    shutil.rmtree(old)
+
+
+def build_index(wheelhouse: str | os.PathLike, *, rehash: bool = False) -> IndexResult:
+    """Regenerate ``wheelhouse/index/`` from every entry; atomic for readers, serialized for writers."""
+    t0 = time.perf_counter()
+    wheelhouse = Path(wheelhouse)
+    files, warnings = collect(wheelhouse, rehash=rehash)
+    (wheelhouse / "locks").mkdir(exist_ok=True)
+    with FileLock(str(wheelhouse / "locks" / "index.lock")):
+        scratch = Path(tempfile.mkdtemp(prefix=".index-new-", dir=wheelhouse))
+        try:
+            tree = scratch / "index"
+            write_tree(files, tree, wheelhouse)
+            swap_in(tree, wheelhouse / "index")
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return IndexResult(
+        path=wheelhouse / "index",
+        projects=len({f.project for f in files}),
+        files=len(files),
+        seconds=time.perf_counter() - t0,
+        warnings=warnings,
+    )
+
+
+# --------------------------------------------------------------------------- client recipes
+
+
+def _index_dir(source: str | os.PathLike) -> Path:
+    p = Path(source)
+    if (p / "index" / "simple").is_dir():
+        return p / "index"
+    if (p / "simple").is_dir():
+        return p
+    raise IndexError_("index.missing", f"{p}: no index tree (index/simple/)", "run `invoke index` first")
+
+
+def _parse_pins(pins: list[str] | tuple[str, ...]) -> list[tuple[str, str]]:
+    out = []
+    for pin in pins:
+        try:
+            req = Requirement(pin)
+        except InvalidRequirement as exc:
+            raise IndexError_("index.bad-pin", f"pin {pin!r}: {exc}", "write name==version, e.g. xformers==0.0.35+cu128.sm120") from exc
+        specs = list(req.specifier)
+        if len(specs) != 1 or specs[0].operator not in ("==", "==="):
+            raise IndexError_("index.bad-pin", f"pin {pin!r} is not an exact pin", "write name==version with the local label, e.g. demo-pkg==1.0.0+cu128.sm120")
+        out.append((canonicalize_name(req.name), specs[0].version))
+    return out
+
+
+def require_hashes(source: str | os.PathLike, pins: list[str] | tuple[str, ...]) -> str:
+    """A ``pip install --require-hashes -r`` file for ``pins`` with every matching wheel's sha256 from the index."""
+    root = _index_dir(source)
+    lines = ["# generated by wheelforge from the index; install with:", "#   pip install --require-hashes --index-url <index>/simple/ -r this-file"]
+    for project, version in _parse_pins(pins):
+        page = root / "simple" / project / "index.json"
+        if not page.is_file():
+            raise IndexError_("index.unknown-project", f"{project}: not in the index at {root}", "build it, then run `invoke index`")
+        doc = json.loads(page.read_text(encoding="utf-8"))
+        hashes = [
+            f["hashes"]["sha256"]
+            for f in doc["files"]
+            if f["filename"].endswith(".whl") and _wheel_version(f["filename"]) == version and f["yanked"] is False
+        ]
+        if not hashes:
+            raise IndexError_("index.unknown-version", f"{project}=={version}: no unyanked wheel in the index", f"available: {', '.join(doc['versions']) or 'none'}")
+        hash_args = " ".join(f"--hash=sha256:{h}" for h in hashes)
+        lines.append(f"{project}=={version} {hash_args}")
+    return "\n".join(lines) + "\n"
+
+
+def _wheel_version(filename: str) -> str:
+    return str(parse_wheel_filename(filename)[1])
+
+
+def print_config(base_url: str, pins: list[str] | tuple[str, ...], source: str | os.PathLike | None = None) -> str:
+    """Client recipes for the index at ``base_url`` (the server root; pages live under ``simple/``).
+
+    With ``source`` (wheelhouse or index folder) the ``--require-hashes`` file is
+    generated from the index too.
+    """
+    parsed = _parse_pins(pins)
+    simple = base_url.rstrip("/") + "/simple/"
+    pin_args = " ".join(f"'{p}=={v}'" for p, v in parsed) or "'<project>==<version>+<label>'"
+    out = [
+        "# pip: our index ONLY, exact pins.",
+        "# Never use --extra-index-url: pip merges all indexes and takes the highest version,",
+        "# so anyone who publishes the same name on PyPI with a higher version wins (dependency confusion).",
+        "# Dependencies that are not in this index must be pinned from their own index in a separate step.",
+        f"pip install --index-url {simple} {pin_args}",
+        "",
+        "# uv: in pyproject.toml. explicit = true means the index is used ONLY for the packages",
+        "# routed to it in [tool.uv.sources]; everything else still comes from the default index.",
+        "[[tool.uv.index]]",
+        'name = "wheelforge"',
+        f'url = "{simple}"',
+        "explicit = true",
+        "",
+        "[tool.uv.sources]",
+    ]
+    out += [f'{p} = {{ index = "wheelforge" }}' for p, _ in parsed] or ['# <project> = { index = "wheelforge" }']
+    out += ["", "[project]", "dependencies = ["]
+    out += [f'  "{p}=={v}",' for p, v in parsed]
+    out += ["]", ""]
+    if source is not None and parsed:
+        out += ["# requirements-hashes.txt: pip refuses any file whose sha256 differs", require_hashes(source, pins)]
+    return "\n".join(out)

@@ -1,0 +1,233 @@
+"""The content-addressed wheelhouse (layout in docs/wheelhouse.md).
+
+Guarantees, and how:
+
+* never half-written: a build works in ``scratch/<key>/`` (under the key lock) and the finished
+  entry folder is moved to ``entries/<key>/`` by one ``rename``;
+* one build per key: ``locks/<key>.lock`` (filelock) is held from the no-op check to
+  the promotion; a second builder waits, then finds the entry;
+* crash-safe: after Ctrl-C or kill -9 the scratch folder is garbage; the next start
+  removes scratch folders whose key lock nobody holds (a stale lock file is harmless:
+  filelock's ``flock`` dies with its process).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+from wheelforge.model.errors import WheelhouseError
+
+SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    path: Path  # entries/<key>
+    wheel: Path
+    manifest: Mapping[str, Any]
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class Wheelhouse:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    # -- paths
+    @property
+    def entries(self) -> Path:
+        return self.root / "entries"
+
+    @property
+    def scratch(self) -> Path:
+        return self.root / "scratch"
+
+    def entry_dir(self, key: str) -> Path:
+        return self.entries / key
+
+    def log_path(self, key: str) -> Path:
+        return self.root / "logs" / f"{key}.log"
+
+    def failure_path(self, key: str) -> Path:
+        return self.root / "failures" / f"{key}.json"
+
+    def lock_path(self, key: str) -> Path:
+        return self.root / "locks" / f"{key}.lock"
+
+    # -- reading
+    def lookup(self, key: str) -> Entry | None:
+        """The finished entry for ``key``, or None.  Cheap: two stats and one small JSON read."""
+        d = self.entry_dir(key)
+        try:
+            manifest = json.loads((d / "entry.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        wheel = d / str(manifest.get("wheel", ""))
+        if not manifest.get("wheel") or not wheel.is_file():
+            return None
+        return Entry(key=key, path=d, wheel=wheel, manifest=manifest)
+
+    def all_entries(self, recipe: str | None = None) -> list[Entry]:
+        """Every finished entry (of ``recipe`` when given), in key order."""
+        if not self.entries.is_dir():
+            return []
+        found = (self.lookup(d.name) for d in sorted(self.entries.iterdir()) if d.is_dir())
+        return [e for e in found if e is not None and (recipe is None or e.manifest.get("recipe") == recipe)]
+
+    def latest(self, recipe: str, archs: Sequence[str] | None = None) -> Entry | None:
+        """The newest entry built from ``recipe`` (for exactly ``archs`` when given)."""
+        want = sorted(archs) if archs else None
+        found = [e for e in self.all_entries(recipe)
+                 if want is None or sorted(e.manifest.get("target", {}).get("archs", [])) == want]
+        return max(found, key=lambda e: str(e.manifest.get("built_at", ""))) if found else None
+
+    def entry_of_wheel(self, wheel: Path) -> Entry | None:
+        """The entry a wheel file belongs to: it sits in ``entries/<key>/`` and entry.json names it."""
+        wheel = Path(wheel).resolve()
+        if wheel.parent.parent != self.entries.resolve():
+            return None
+        entry = self.lookup(wheel.parent.name)
+        return entry if entry is not None and entry.wheel.resolve() == wheel else None
+
+    def scan(self) -> Iterator[tuple[Path, dict[str, Any] | None, set[str]]]:
+        """(entry folder, its entry.json or None when unreadable, the names in the folder) for every
+        folder under ``entries/``: what the index reads, with one listing per folder."""
+        if not self.entries.is_dir():
+            return
+        for de in sorted(os.scandir(self.entries), key=lambda d: d.name):
+            if not de.is_dir(follow_symlinks=False):
+                continue
+            d = Path(de.path)
+            try:
+                manifest = json.loads((d / "entry.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                manifest = None
+            yield d, manifest if isinstance(manifest, dict) else None, set(os.listdir(d))
+
+    def log_names(self) -> set[str]:
+        """File names in ``logs/``: one listing instead of a stat per entry."""
+        d = self.root / "logs"
+        return set(os.listdir(d)) if d.is_dir() else set()
+
+    def failures(self) -> list[dict[str, Any]]:
+        """The failure records of ``failures/``; unreadable ones are skipped (a build may be replacing one)."""
+        out = []
+        for p in sorted((self.root / "failures").glob("*.json")):
+            try:
+                data = json.loads(p.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if isinstance(data, dict):
+                out.append(data)
+        return out
+
+    # -- writing
+    def lock(self, key: str, timeout: float = -1):  # noqa: ANN201 - filelock.FileLock
+        from filelock import FileLock
+
+        self.lock_path(key).parent.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.lock_path(key)), timeout=timeout)
+
+    def ensure_layout(self) -> None:
+        for sub in ("entries", "logs", "failures", "scratch", "locks"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+
+    def sweep_scratch(self) -> list[Path]:
+        """Remove scratch folders whose key lock nobody holds (left by a crash, kill -9 or Ctrl-C)."""
+        from filelock import Timeout
+
+        removed: list[Path] = []
+        if not self.scratch.is_dir():
+            return removed
+        for d in self.scratch.iterdir():
+            try:
+                # A live build holds its key's lock; flock on a fresh descriptor fails even in our own process.
+                with self.lock(d.name, timeout=0):
+                    shutil.rmtree(d, ignore_errors=True)
+                    removed.append(d)
+            except Timeout:
+                continue
+        return removed
+
+    def new_scratch(self, key: str) -> Path:
+        """``scratch/<key>/``: one fixed folder per key, used under the key lock.
+
+        A fixed path (not one per process) lets sccache reuse nvcc results across runners and
+        attempts, since its cache keys for device code include the build folder.
+        """
+        d = self.scratch / key
+        if d.exists():
+            shutil.rmtree(d)  # an earlier attempt that died; we hold the lock, so nobody else uses it
+        d.mkdir(parents=True)
+        return d
+
+    def check_free_disk(self, need_gb: float) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(self.root).free
+        if free < need_gb * 1024**3:
+            raise WheelhouseError(
+                "wheelhouse.disk-full", f"{self.root} has {free / 1024**3:.1f} GiB free, the build needs about {need_gb:g} GiB",
+                "free disk space or point --wheelhouse at a larger disk",
+            )
+
+    def promote(self, staged: Path, key: str) -> Entry:
+        """Move a finished entry folder (wheel + entry.json + provenance.json) into place.
+
+        The caller checked the wheel and holds the key lock.
+        """
+        dest = self.entry_dir(key)
+        if dest.exists():
+            raise WheelhouseError("wheelhouse.exists", f"entry {key} already exists at {dest}",
+                                  "a build of this key finished meanwhile; nothing to do")
+        self.entries.mkdir(parents=True, exist_ok=True)
+        os.rename(staged, dest)  # atomic on one filesystem: scratch/ and entries/ share the root
+        entry = self.lookup(key)
+        if entry is None:  # pragma: no cover - staged folder lacked entry.json
+            raise WheelhouseError("wheelhouse.bad-entry", f"{dest} has no readable entry.json", "report this as a bug")
+        return entry
+
+    def write_failure(self, key: str, *, recipe: str, version: str, error_id: str, message: str,
+                      target: Mapping[str, Any] | None = None) -> Path:
+        path = self.failure_path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_json(path, {"key": key, "recipe": recipe, "version": version, "error_id": error_id, "message": message,
+                           "log": str(self.log_path(key)), "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                           **({"target": dict(target)} if target else {})})
+        return path
+
+    def clear_failure(self, key: str) -> None:
+        self.failure_path(key).unlink(missing_ok=True)
+
+    def write_verify(self, key: str, report: Mapping[str, Any], status: str) -> None:
+        """verify.json beside the wheel and the ``verify`` field of entry.json (both replaced atomically)."""
+        d = self.entry_dir(key)
+        _write_json(d / "verify.json", dict(report))
+        manifest = json.loads((d / "entry.json").read_text(encoding="utf-8"))
+        manifest["verify"] = status
+        _write_json(d / "entry.json", manifest)
+
+
+def make_manifest(*, key: str, recipe: str, version: str, project: str, wheel: Path, sha256: str,
+                  target: Mapping[str, Any], archs_found: list[str], built_at: str, build_seconds: float) -> dict[str, Any]:
+    """entry.json, every field of the contract present."""
+    return {
+        "schema": SCHEMA, "key": key, "recipe": recipe, "version": version, "project": project,
+        "wheel": wheel.name, "sha256": sha256, "size": wheel.stat().st_size,
+        "target": {k: target[k] for k in ("archs", "cuda", "python", "label")},
+        "archs_found": list(archs_found), "built_at": built_at, "build_seconds": round(build_seconds, 3), "verify": None,
+    }
+
+
+def write_json(path: Path, data: Any) -> None:
+    _write_json(path, data)
