@@ -267,10 +267,11 @@ def cuda_from_name(name: str, version: str) -> tuple[str, str] | None:
 
 
 def cuda_from_cpp_lib(data: Mapping[str, Any]) -> str | None:
-    """xformers' ``cpp_lib.json``: ``{"version": {"cuda": 1208, ...}}`` -> ``12.8``."""
+    """xformers' ``cpp_lib.json``: ``{"version": {"cuda": 1208, ...}}`` -> ``12.8``: the nvcc release that compiled it,
+    major * 100 + minor (xformers setup.py ``get_cuda_version``)."""
     raw = (data.get("version") or {}).get("cuda")
-    if isinstance(raw, int) and raw > 1000:
-        return f"{raw // 100}.{raw % 100 // 10}"
+    if isinstance(raw, int) and raw >= 1000:
+        return f"{raw // 100}.{raw % 100}"
     return None
 
 
@@ -297,8 +298,13 @@ def torch_pin(requires: Sequence[str], markers: Mapping[str, str] | None = None)
     return None
 
 
-def torch_matches(built_for: str, installed: str | None, *, installed_cuda: str | None = None) -> tuple[bool, str]:
-    """(matches, why not).  ``built_for`` is a full version (``2.10.0+cu128``) or major.minor (``2.7``)."""
+def torch_matches(built_for: str, installed: str | None, *, installed_cuda: str | None = None,
+                  later_ok: bool = False) -> tuple[bool, str]:
+    """(matches, why not).  ``built_for`` is a full version (``2.10.0+cu128``) or major.minor (``2.7``).
+
+    An extension built on PyTorch's stable ABI (``later_ok``) also runs on any later torch; the CUDA major must
+    match either way (the extension links that major's ``libcudart.so.N``).
+    """
     if installed is None:
         return False, f"built for torch {built_for}, but torch is not installed"
     try:
@@ -313,7 +319,8 @@ def torch_matches(built_for: str, installed: str | None, *, installed_cuda: str 
         want = Version(built_for)
     except InvalidVersion:
         return True, ""
-    if want.base_version != inst.base_version:
+    older = Version(inst.base_version) < Version(want.base_version)
+    if want.base_version != inst.base_version and (older or not later_ok):
         return False, f"built for torch {built_for}, torch {installed} is installed"
     want_cuda = cuda_from_label(built_for)
     have_cuda = installed_cuda or cuda_from_label(installed)
@@ -538,6 +545,7 @@ class Package:
     cuda_source: str | None = None
     torch_built_for: str | None = None
     torch_source: str | None = None
+    torch_later_ok: bool = False  # built on PyTorch's stable ABI: later torch releases load it too
     binaries: list[Binary] = field(default_factory=list)  # those with device code
     host_binaries: int = 0
     problems: list[Problem] = field(default_factory=list)
@@ -553,7 +561,9 @@ class Package:
             "name": self.name, "version": self.version, "location": self.location, "verdict": self.verdict,
             "verdicts": dict(self.verdicts),
             "cuda": {"version": self.cuda, "source": self.cuda_source} if self.cuda else None,
-            "torch": {"built_for": self.torch_built_for, "source": self.torch_source} if self.torch_built_for else None,
+            "torch": ({"built_for": self.torch_built_for, "source": self.torch_source,
+                       "rule": "this or later (stable ABI)" if self.torch_later_ok else "exact"}
+                      if self.torch_built_for else None),
             "binaries": [b.to_json() for b in self.binaries], "host_binaries": self.host_binaries,
             "problems": [p.to_json() for p in self.problems], "notes": list(self.notes), "fixes": list(self.fixes),
         }
@@ -776,6 +786,12 @@ def _evidence(pkg: Package, inst: Installed, torch_inst: Installed | None, torch
     built = (xf or {}).get("version", {}).get("torch") if xf else None
     if isinstance(built, str) and built:
         pkg.torch_built_for, pkg.torch_source = built, "xformers/cpp_lib.json"
+        # xformers 0.0.34 moved to the PyTorch stable ABI: "binary builds targeting PyTorch 2.10+ will be compatible
+        # with any later version" (xformers CHANGELOG.md; setup.py compiles with -DTORCH_STABLE_ONLY)
+        try:
+            pkg.torch_later_ok = Version(inst.version) >= Version("0.0.34")
+        except InvalidVersion:
+            pass
         return
     pin = torch_pin(inst.requires, markers)
     if pin:
@@ -832,7 +848,7 @@ def _judge(pkg: Package, gpus: Sequence[TargetGpu], drv: Driver, torch_inst: Ins
     elif note:
         pkg.notes.append(note)
     if pkg.torch_built_for:
-        ok, why = torch_matches(pkg.torch_built_for, torch_inst.version if torch_inst else None,
+        ok, why = torch_matches(pkg.torch_built_for, torch_inst.version if torch_inst else None, later_ok=pkg.torch_later_ok,
                                 installed_cuda=_torch_cuda(torch_inst) if torch_inst else None)
         if not ok:
             pkg.problems.append(Problem("torch-mismatch", f"{why} ({pkg.torch_source})"))
