@@ -19,6 +19,7 @@ out (:class:`DoctorReport`); printing is the CLI's.  The rules and their sources
 
 from __future__ import annotations
 
+import csv
 import inspect
 import json
 import os
@@ -451,14 +452,18 @@ def installed_distributions(paths: Sequence[str]) -> list[Installed]:
     found: dict[str, Installed] = {}
     for path in paths:
         for dist in md.distributions(path=[path]):
-            raw_name = dist.metadata["Name"] if dist.metadata else None
+            meta = dist.metadata  # parsed on each access: once here
+            raw_name = meta["Name"] if meta else None
             if not raw_name:
                 continue
             name = canonicalize_name(raw_name)
             if name in found:
                 continue
-            found[name] = Installed(name=name, display_name=raw_name, version=dist.version or "?", location=path,
-                                    requires=tuple(dist.requires or ()), dist=dist)
+            requires = meta.get_all("Requires-Dist")
+            if requires is None:
+                requires = dist.requires or ()  # egg-info: requires.txt
+            found[name] = Installed(name=name, display_name=raw_name, version=meta["Version"] or "?", location=path,
+                                    requires=tuple(requires), dist=dist)
     return list(found.values())
 
 
@@ -468,7 +473,15 @@ _NVIDIA_CU_DIR = re.compile(r"/nvidia/cu(\d+)/")
 
 def library_files(inst: Installed) -> Iterator[Path]:
     """Shared objects of a distribution: the RECORD's ``.so`` files, else (no RECORD) its top-level folders walked."""
-    files = inst.dist.files
+    record = inst.dist.read_text("RECORD")
+    if record is not None:
+        # RECORD is CSV (path, hash, size), paths relative to the site folder; only .so rows are parsed
+        # (importlib's Distribution.files makes a path object of every row: torch has 15,000)
+        for row in csv.reader(line for line in record.splitlines() if ".so" in line):
+            if row and _SHARED_OBJECT.search(row[0]):
+                yield Path(os.path.normpath(os.path.join(inst.location, row[0])))
+        return
+    files = inst.dist.files  # egg-info: SOURCES.txt / installed-files.txt
     if files is not None:
         for f in files:
             if _SHARED_OBJECT.search(f.name):
