@@ -81,7 +81,7 @@ def test_ptx_rules(arch: str, gpu: str, jits: bool) -> None:
 
 
 def test_binary_verdict_prefers_sass_then_ptx() -> None:
-    # what PyPI's xformers 0.0.35 _C.so carries (measured in tests/integration/test_doctor.py)
+    # what PyPI's xformers 0.0.35 _C.so carries (measured in tests/integration/test_doctor_envs.py)
     xformers = [entry("sass", "75"), entry("sass", "80"), entry("sass", "90a"), entry("ptx", "80")]
     assert kernel_verdict(xformers, cc("9.0")) == "native"
     assert kernel_verdict(xformers, cc("8.6")) == "native"
