@@ -110,7 +110,7 @@ def drop_page_cache() -> str | None:
 
 
 def measure_env(python: str | os.PathLike[str], *, runs: int = RUNS, budget: float | None = None, cold: bool = False,
-                label: str = "", command: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
+                compare: bool = True, label: str = "", command: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
     """(figure row, the last doctor report as JSON) for ``python``'s environment; ``cold`` first times one run on an
     emptied page cache (root only)."""
     from wheelforge.doctor import diagnose
@@ -125,7 +125,7 @@ def measure_env(python: str | os.PathLike[str], *, runs: int = RUNS, budget: flo
         t0 = time.perf_counter()
         report = diagnose(python)
         samples.append(time.perf_counter() - t0)
-    files = sorted({b.file for p in report.packages for b in p.binaries})
+    files = device_files(report)
     extra: dict[str, Any] = {
         "python": str(python), "distributions": report.distributions, "cuda_packages": len(report.packages),
         "elf_files": report.elf_files, "elf_bytes": report.bytes_scanned, "device_files": len(files),
@@ -133,25 +133,33 @@ def measure_env(python: str | os.PathLike[str], *, runs: int = RUNS, budget: flo
         "cold_run_s": cold_s,
         "gpus": [g.to_json() for g in report.gpus],
     }
-    cuobjdump = find_cuobjdump()
-    baseline = None
-    if cuobjdump is None:
-        extra["baseline_missing"] = "cuobjdump not found: python3 -m pip install nvidia-cuda-cuobjdump"
-    else:
-        cmp = compare_with_cuobjdump(files, cuobjdump, budget)
-        extra.update({"cuobjdump": str(cuobjdump), "cuobjdump_compare": cmp})
-        baseline = {"name": f"cuobjdump --list-elf --list-ptx, {cmp['files']} device files one by one", "value": cmp["cuobjdump_s"],
-                    "unit": "s"}
-        extra["note"] = (f"doctor {median(samples):.2f} s for {report.elf_files} ELF files ({report.bytes_scanned / 1e9:.1f} GB) "
-                         f"of {report.distributions} distributions; cuobjdump {cmp['cuobjdump_s']:.1f} s for the "
-                         f"{cmp['files']} of {len(files)} device files ({cmp['bytes'] / 1e9:.1f} GB), the fatbin reader "
-                         f"{cmp['reader_s']:.2f} s for the same files; listings equal: {cmp['equal']}")
     gb = report.bytes_scanned / 1e9
     row = make_row(FIGURE, f"doctor, whole environment{label} ({report.elf_files} ELF files, {gb:.1f} GB)", median(samples),
-                   "s", {}, samples=samples, baseline=baseline, extra=extra,
-                   command=command or f"python3 -m invoke doctor --python {python} --json")
+                   "s", {}, samples=samples, extra=extra, command=command or f"python3 -m invoke doctor --python {python} --json")
     row["goal"] = None  # issue 18 asks for "seconds", no number
+    if compare:
+        cuobjdump = find_cuobjdump()
+        if cuobjdump is None:
+            extra["baseline_missing"] = "cuobjdump not found: python3 -m pip install nvidia-cuda-cuobjdump"
+        else:
+            attach_comparison(row, compare_with_cuobjdump(files, cuobjdump, budget), cuobjdump)
     return row, report.to_json()
+
+
+def device_files(report) -> list[str]:
+    return sorted({b.file for p in report.packages for b in p.binaries})
+
+
+def attach_comparison(row: dict[str, Any], cmp: dict[str, Any], cuobjdump: Path) -> None:
+    """The cuobjdump pass as the row's baseline."""
+    e = row["extra"]
+    e.update({"cuobjdump": str(cuobjdump), "cuobjdump_compare": cmp})
+    row["baseline"] = {"name": f"cuobjdump --list-elf --list-ptx, {cmp['files']} device files one by one",
+                       "value": cmp["cuobjdump_s"], "unit": "s"}
+    e["note"] = (f"doctor {row['value']:.2f} s for {e['elf_files']} ELF files ({e['elf_bytes'] / 1e9:.1f} GB) of "
+                 f"{e['distributions']} distributions; cuobjdump {cmp['cuobjdump_s']:.1f} s for {cmp['files']} of "
+                 f"{cmp['of']} device files ({cmp['bytes'] / 1e9:.1f} GB), the fatbin reader {cmp['reader_s']:.2f} s for the "
+                 f"same files; listings equal: {cmp['equal']}")
 
 
 def measure() -> list[dict]:
