@@ -36,7 +36,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from .errors import AuditError, ConfigError
-from .fatbin import FatbinEntry, list_entries
+from .fatbin import FatbinEntry, list_data_section_entries, list_entries
 
 #: Worst first: the order of the people's table and of a package's overall verdict.
 VERDICTS = ("no-kernel", "driver-too-old", "torch-mismatch", "ptx-jit", "native", "host-only")
@@ -698,6 +698,17 @@ class _Scan:
     entries: tuple[FatbinEntry, ...]
     size: int
     error: str | None = None
+    data_entries: int | None = None  # entries found outside .nv_fatbin; None: data sections not read
+
+
+def _needs_data_scan(scan: _Scan, gpus: Sequence[TargetGpu], nvidia: bool) -> bool:
+    """Look in the data sections only before judging a binary short of kernels (or, for NVIDIA's libraries, without
+    any): reading them costs time (cuFFT's .ldata is 280 MB) and other libraries keep nothing there."""
+    if scan.error or scan.data_entries is not None:
+        return False
+    if not loadable(scan.entries):
+        return nvidia
+    return any(kernel_verdict(scan.entries, Capability.parse(g.capability)) != "native" for g in gpus)
 
 
 def diagnose(python: str | os.PathLike[str] | None = None, *, archs: Sequence[str] | None = None,
@@ -738,8 +749,19 @@ def diagnose(python: str | os.PathLike[str] | None = None, *, archs: Sequence[st
                     scanned[key] = _Scan((), st.st_size, err.message)
                 bytes_scanned += st.st_size
             scan = scanned[key]
+            if _needs_data_scan(scan, gpus, inst.name.startswith("nvidia-")):
+                try:
+                    extra = list_data_section_entries(path)
+                except AuditError as err:
+                    extra, scan.error = [], err.message
+                scan.data_entries = len(extra)
+                scan.entries += tuple(extra)
             if scan.error:
                 pkg.notes.append(f"unreadable: {scan.error}")
+            if scan.data_entries:
+                secs = ", ".join(sorted({e.section for e in scan.entries if e.section != ".nv_fatbin"}))
+                pkg.notes.append(f"{os.path.relpath(path, inst.location)}: {scan.data_entries} fatbin entries in {secs}, "
+                                 "outside .nv_fatbin (the library registers them itself; cuobjdump does not list them)")
             if loadable(scan.entries):
                 sass = sorted({e.arch for e in scan.entries if e.kind == "sass"}, key=_arch_order)
                 ptx = sorted({e.arch.replace("sm_", "compute_") for e in scan.entries if e.kind == "ptx"}, key=_arch_order)
@@ -830,6 +852,22 @@ def _has(b: Binary) -> str:
     return "; ".join(parts) or "no SASS or PTX"
 
 
+def judged_binaries(pkg: Package, cc: str) -> tuple[list[Binary], list[Binary]]:
+    """(binaries the package's verdict on ``cc`` follows, binaries only noted).
+
+    Every device binary counts, the worst deciding -- except in NVIDIA's component wheels (``nvidia-*``), which
+    bundle optional pieces by design (cuFFT's libcufftw, the FFTW-interface wrapper, carries one sm_75 helper
+    cubin; cuDNN compiles engines at run time where no precompiled one fits): those are judged by their best
+    binary, and binaries short of kernels are named in the notes.
+    """
+    if not pkg.name.startswith("nvidia-"):
+        return list(pkg.binaries), []
+    rank = {"native": 0, "ptx-jit": 1, "no-kernel": 2}
+    best = min(rank[b.verdicts[cc]] for b in pkg.binaries)
+    counted = [b for b in pkg.binaries if rank[b.verdicts[cc]] == best]
+    return counted, [b for b in pkg.binaries if b not in counted]
+
+
 def _judge(pkg: Package, gpus: Sequence[TargetGpu], drv: Driver, torch_inst: Installed | None) -> None:
     """The package's verdict per GPU and overall, with one problem per reason."""
     for gpu in gpus:
@@ -837,21 +875,25 @@ def _judge(pkg: Package, gpus: Sequence[TargetGpu], drv: Driver, torch_inst: Ins
         if not pkg.binaries:
             pkg.verdicts[cc] = "host-only"
             continue
-        missing = [b for b in pkg.binaries if b.verdicts[cc] == "no-kernel"]
-        jit = [b for b in pkg.binaries if b.verdicts[cc] == "ptx-jit"]
         sm = "sm_" + cc.replace(".", "")
+        where = sm if gpu.name == sm else f"{sm} ({gpu.name})"
+        counted, noted = judged_binaries(pkg, cc)
+        for b in noted:
+            pkg.notes.append(f"{b.path}: {b.verdicts[cc]} for {sm} (has {_has(b)}); judged by the package's best binary "
+                             "(an NVIDIA component wheel)")
+        missing = [b for b in counted if b.verdicts[cc] == "no-kernel"]
+        jit = [b for b in counted if b.verdicts[cc] == "ptx-jit"]
         if missing:
             pkg.verdicts[cc] = "no-kernel"
-            pkg.problems.append(Problem("no-kernel", f"no kernel for {sm} ({gpu.name}) in {len(missing)} of "
-                                        f"{len(pkg.binaries)} device binaries: {_names(missing)} "
-                                        f"(has {_has(missing[0])})", cc))
+            pkg.problems.append(Problem("no-kernel", f"no kernel for {where} in {len(missing)} of {len(pkg.binaries)} "
+                                        f"device binaries: {_names(missing)} (has {_has(missing[0])})", cc))
         elif jit and ptx_newer_than_driver(pkg.cuda, drv.cuda):
             pkg.verdicts[cc] = "no-kernel"
-            pkg.problems.append(Problem("no-kernel", f"only PTX for {sm} in {_names(jit)}, made by CUDA {pkg.cuda}: the "
+            pkg.problems.append(Problem("no-kernel", f"only PTX for {where} in {_names(jit)}, made by CUDA {pkg.cuda}: the "
                                         f"CUDA {drv.cuda} driver cannot JIT-compile it", cc))
         elif jit:
             pkg.verdicts[cc] = "ptx-jit"
-            pkg.problems.append(Problem("ptx-jit", f"only PTX for {sm} in {_names(jit)} (has {_has(jit[0])}): the "
+            pkg.problems.append(Problem("ptx-jit", f"only PTX for {where} in {_names(jit)} (has {_has(jit[0])}): the "
                                         "driver JIT-compiles it at first start; no arch-specific kernels", cc))
         else:
             pkg.verdicts[cc] = "native"
@@ -889,8 +931,7 @@ def fixes_for(pkg: Package, gpus: Sequence[TargetGpu], drv: Driver, torch_info: 
     if not kinds:
         return []
     recipe = recipes.get(pkg.name)
-    bad = [g.capability for g in gpus if pkg.verdicts.get(g.capability) in ("no-kernel", "ptx-jit")]
-    archs = bad or [g.capability for g in gpus]
+    archs = list(dict.fromkeys(g.capability for g in gpus))  # the rebuilt package replaces this one: every GPU
     arch_flag = archs[0] if len(archs) == 1 else '"' + ";".join(archs) + '"'
     out: list[str] = []
     if recipe is not None:

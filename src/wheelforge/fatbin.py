@@ -134,6 +134,48 @@ def list_entries_from_bytes(
     return _list(data, name, include_relocatable)
 
 
+#: Data sections where a library may keep fatbinaries it registers itself: cuFFT 12 (CUDA 13.0's nvidia-cufft)
+#: holds about 24,000 blobs in ``.ldata`` and only an sm_75 helper in ``.nv_fatbin``; cuobjdump lists ``.nv_fatbin``
+#: alone.
+DATA_SECTIONS = (".rodata", ".lrodata", ".data", ".ldata", ".data.rel.ro")
+
+
+def list_data_section_entries(path: str | os.PathLike[str]) -> list[FatbinEntry]:
+    """Fatbin entries of whole blobs found in the data sections of the ELF file at ``path``.
+
+    A hit counts only when its blob header is right (magic, version 1, 16-byte header, payload inside the
+    section) and every entry in it parses; anything else is skipped as a chance match.  This reads those
+    sections whole, so callers ask only where ``.nv_fatbin`` does not answer.
+    """
+    path = Path(path)
+    magic = struct.pack("<I", BLOB_MAGIC)
+    entries: list[FatbinEntry] = []
+    try:
+        with open(path, "rb") as fh:
+            if not is_elf(fh.read(4)) or os.fstat(fh.fileno()).st_size == 0:
+                return []
+            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+                for sec_name, (start, size) in _find_sections(buf, str(path), list(DATA_SECTIONS)).items():
+                    end = start + size
+                    pos = buf.find(magic, start, end)
+                    while pos != -1:
+                        nxt = pos + 4
+                        if end - pos >= _BLOB.size:
+                            _magic, version, header_size, payload = _BLOB.unpack_from(buf, pos)
+                            if version == 1 and header_size == _BLOB.size and pos + header_size + payload <= end:
+                                try:
+                                    entries.extend(_parse_section(buf, str(path), sec_name, pos, header_size + payload))
+                                    nxt = pos + header_size + payload
+                                except AuditError:
+                                    pass
+                        pos = buf.find(magic, nxt, end)
+    except OSError as exc:
+        raise AuditError(
+            "audit.unreadable", f"{path}: cannot read: {exc.strerror or exc}", "check the path and its permissions"
+        ) from exc
+    return entries
+
+
 def _list(buf, name: str, include_relocatable: bool) -> list[FatbinEntry]:
     wanted = [FATBIN_SECTION, RELFATBIN_SECTION] if include_relocatable else [FATBIN_SECTION]
     sections = _find_sections(buf, name, wanted)

@@ -264,7 +264,7 @@ def test_fix_without_a_recipe_names_what_to_ask_for() -> None:
                   verdicts={"9.0": "native", "12.0": "no-kernel"}, problems=[Problem("no-kernel", "none", "12.0")])
     gpus = [TargetGpu("a", "9.0", "--arch"), TargetGpu("b", "12.0", "--arch")]
     (fix,) = fixes_for(pkg, gpus, Driver(None, None, "none"), None, _recipes())
-    assert "no wheelforge recipe for somelib" in fix and "sm_120" in fix and "sm_90" not in fix
+    assert "no wheelforge recipe for somelib" in fix and "sm_90, sm_120" in fix  # the replacement serves every GPU
 
 
 def test_fix_for_driver_too_old_names_the_branch() -> None:
@@ -273,3 +273,15 @@ def test_fix_for_driver_too_old_names_the_branch() -> None:
     fixes = fixes_for(pkg, [TargetGpu("h", "9.0", "--arch")], Driver("575.51.03", "12.9", "test"), None, _recipes())
     assert fixes[0] == "python3 -m invoke build demo-cuda --arch 9.0 --cuda 12.9"
     assert "R580" in fixes[1]
+
+
+def test_nvidia_component_wheels_are_judged_by_their_best_binary() -> None:
+    """cuFFT's shape (CUDA 13.0's nvidia-cufft): libcufft covers the GPU, libcufftw holds one sm_75 helper."""
+    from wheelforge.doctor import Binary, judged_binaries
+
+    cufft = Binary("nvidia/cu13/lib/libcufft.so.12", "/x", 1, ("sm_75", "sm_90"), (), {"9.0": "native"})
+    cufftw = Binary("nvidia/cu13/lib/libcufftw.so.12", "/y", 1, ("sm_75",), (), {"9.0": "no-kernel"})
+    nvidia = Package(name="nvidia-cufft", version="12.0.0.61", location="/site", binaries=[cufft, cufftw])
+    assert judged_binaries(nvidia, "9.0") == ([cufft], [cufftw])
+    other = Package(name="somelib", version="1.0", location="/site", binaries=[cufft, cufftw])
+    assert judged_binaries(other, "9.0") == ([cufft, cufftw], [])  # everyone else: every binary counts

@@ -223,3 +223,20 @@ def test_fast_section_lookup_agrees_with_pyelftools(tmp_path):
     data = files[0].read_bytes()
     assert _find_sections_fast(memoryview(data), wanted) is None
     assert _find_sections_fast(data[:4] + b"\x01" + data[5:], wanted) is None  # ELFCLASS32: pyelftools decides
+
+
+def test_blobs_kept_in_data_sections(tmp_path):
+    """A library that keeps fatbins in .ldata and registers them itself (cuFFT 12 does): the blobs are found there,
+    a chance match of the magic is skipped, and .nv_fatbin stays what list_entries reads."""
+    from wheelforge.fatbin import BLOB_MAGIC, list_data_section_entries
+
+    blob = make_blob(make_entry(KIND_CUBIN, 90), make_entry(KIND_PTX, 120))
+    chance = struct.pack("<IHHQ", BLOB_MAGIC, 7, 16, 8)  # the magic, but no blob header after it
+    path = tmp_path / "libkeeps.so"
+    path.write_bytes(make_elf({".nv_fatbin": make_blob(make_entry(KIND_CUBIN, 75)),
+                               ".ldata": b"\x01" * 24 + chance + blob + b"\x02" * 8}))
+    assert [(e.kind, e.arch) for e in list_entries(path)] == [("sass", "sm_75")]
+    found = list_data_section_entries(path)
+    assert [(e.kind, e.arch, e.section) for e in found] == [("sass", "sm_90", ".ldata"), ("ptx", "sm_120", ".ldata")]
+    plain = _so(tmp_path, "libplain.so", make_blob(make_entry(KIND_CUBIN, 120)))
+    assert list_data_section_entries(plain) == []
