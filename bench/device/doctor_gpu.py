@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -61,30 +62,71 @@ def setup_paths() -> list[str]:
 
 # --------------------------------------------------------------------------- kernels
 
+#: each test prints "CHECK <name> ok <detail>" or "CHECK <name> FAIL <why>" per library it exercises
+CHECK = r'''
+def check(name, fn):
+    try:
+        print(f"CHECK {name} ok {fn()}", flush=True)
+    except Exception as exc:  # one library failing must not hide the others
+        print(f"CHECK {name} FAIL {type(exc).__name__}: {str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ''}", flush=True)
+'''
+
 KERNELS: dict[str, str] = {
-    "torch": r'''
+    "torch": CHECK + r'''
 import torch, torch.nn.functional as F
 d = torch.device("cuda")
-a, b = torch.randn(512, 512, device=d), torch.randn(512, 512, device=d)
-c = a @ b                                   # cuBLAS
-torch.cuda.synchronize()
-err = (c.cpu() - a.cpu() @ b.cpu()).abs().max().item()
-assert err < 0.1, err
-x, w = torch.randn(2, 3, 32, 32, device=d), torch.randn(8, 3, 3, 3, device=d)
-y = F.conv2d(x, w)                          # cuDNN
-cerr = (y.cpu() - F.conv2d(x.cpu(), w.cpu())).abs().max().item()
-assert torch.backends.cudnn.is_available() and cerr < 0.1, cerr
-print("OK", torch.__version__, "CUDA", torch.version.cuda, torch.cuda.get_device_name(0), "cuDNN",
-      torch.backends.cudnn.version(), f"matmul err {err:.1e}, conv err {cerr:.1e}")
+
+def own():        # a kernel of libtorch_cuda itself
+    x = torch.randn(4096, device=d)
+    s = torch.softmax(x, 0).sum().item()
+    assert abs(s - 1) < 1e-3, s
+    return f"{torch.__version__} CUDA {torch.version.cuda} on {torch.cuda.get_device_name(0)}"
+
+def cublas():
+    a, b = torch.randn(512, 512, device=d), torch.randn(512, 512, device=d)
+    err = ((a @ b).cpu() - a.cpu() @ b.cpu()).abs().max().item()
+    assert err < 0.1, err
+    return f"matmul err {err:.1e}"
+
+def cudnn():
+    x, w = torch.randn(2, 3, 32, 32, device=d), torch.randn(8, 3, 3, 3, device=d)
+    err = (F.conv2d(x, w).cpu() - F.conv2d(x.cpu(), w.cpu())).abs().max().item()
+    assert torch.backends.cudnn.is_available() and err < 0.1, err
+    return f"conv2d err {err:.1e}, cuDNN {torch.backends.cudnn.version()}"
+
+def cufft():
+    x = torch.randn(4096, device=d)
+    err = (torch.fft.rfft(x).cpu() - torch.fft.rfft(x.cpu())).abs().max().item()
+    assert err < 1e-2, err
+    return f"rfft err {err:.1e}"
+
+def cusolver():
+    a = torch.randn(64, 64, device=d, dtype=torch.float64)
+    a = a @ a.T + 64 * torch.eye(64, device=d, dtype=torch.float64)
+    w = torch.linalg.eigvalsh(a)
+    err = (w.cpu() - torch.linalg.eigvalsh(a.cpu())).abs().max().item()
+    assert err < 1e-6, err
+    return f"eigvalsh err {err:.1e}"
+
+def cusparse():
+    dense = torch.randn(64, 64, device=d) * (torch.rand(64, 64, device=d) < 0.1)
+    b = torch.randn(64, 8, device=d)
+    err = ((dense.to_sparse_csr() @ b).cpu() - dense.cpu() @ b.cpu()).abs().max().item()
+    assert err < 1e-3, err
+    return f"CSR @ dense err {err:.1e}"
+
+for name, fn in [("torch", own), ("cublas", cublas), ("cudnn", cudnn), ("cufft", cufft), ("cusolver", cusolver),
+                 ("cusparse", cusparse)]:
+    check(name, lambda fn=fn: (fn(), torch.cuda.synchronize())[0])
 ''',
-    "torchvision": r'''
+    "torchvision": CHECK + r'''
 import torch, torchvision
 boxes = torch.tensor([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], dtype=torch.float32, device="cuda")
 keep = torchvision.ops.nms(boxes, torch.tensor([0.9, 0.8, 0.7], device="cuda"), 0.5)
 assert keep.tolist() == [0, 2], keep
 print("OK", torchvision.__version__, "nms", keep.tolist())
 ''',
-    "torchaudio": r'''
+    "torchaudio": CHECK + r'''
 import torch, torchaudio, torchaudio.functional as AF
 try:
     log_probs = torch.randn(1, 50, 5, device="cuda").log_softmax(-1)
@@ -98,7 +140,7 @@ except (AttributeError, RuntimeError) as exc:  # forced_align gone or deprecated
     what = f"lfilter {tuple(y.shape)} (forced_align: {type(exc).__name__}: {str(exc)[:80]})"
 print("OK", torchaudio.__version__, what)
 ''',
-    "triton": r'''
+    "triton": CHECK + r'''
 import torch, triton, triton.language as tl
 
 @triton.jit
@@ -113,7 +155,7 @@ add[(4,)](x, y, o, 4096, BLOCK=1024)
 assert torch.allclose(o, x + y)
 print("OK", triton.__version__)
 ''',
-    "jax": r'''
+    "jax": CHECK + r'''
 import jax, jax.numpy as jnp, numpy as np
 dev = jax.devices()[0]
 assert dev.platform == "gpu", jax.devices()
@@ -122,17 +164,25 @@ y = (x @ x).block_until_ready()
 assert np.allclose(np.asarray(y), np.asarray(x) @ np.asarray(x), rtol=1e-2, atol=1e-2)
 print("OK", jax.__version__, dev.device_kind)
 ''',
-    "cupy": r'''
+    "cupy": CHECK + r'''
 import cupy as cp
-k = cp.ElementwiseKernel("float32 x, float32 y", "float32 z", "z = x * y + 1", "wf_fma")   # NVRTC
-a, b = cp.arange(1000, dtype=cp.float32), cp.full(1000, 2, dtype=cp.float32)
-assert float(k(a, b)[10]) == 21.0
-assert float(cp.sum(a)) == 499500.0                                                       # precompiled reduction
-m = a[:100].reshape(10, 10) @ b[:100].reshape(10, 10)                                      # cuBLAS
-cp.cuda.runtime.deviceSynchronize()
-print("OK", cp.__version__, cp.cuda.runtime.getDeviceProperties(0)["name"].decode())
+
+def own():        # NVRTC-compiled elementwise kernel and a reduction
+    k = cp.ElementwiseKernel("float32 x, float32 y", "float32 z", "z = x * y + 1", "wf_fma")
+    a, b = cp.arange(1000, dtype=cp.float32), cp.full(1000, 2, dtype=cp.float32)
+    assert float(k(a, b)[10]) == 21.0 and float(cp.sum(a)) == 499500.0
+    return f"{cp.__version__} on {cp.cuda.runtime.getDeviceProperties(0)['name'].decode()}"
+
+def curand():
+    x = cp.random.default_rng(0).random(100000, dtype=cp.float32) if hasattr(cp.random, "default_rng") else cp.random.rand(100000)
+    m = float(x.mean())
+    assert 0.45 < m < 0.55, m
+    return f"mean {m:.3f}"
+
+check("cupy", lambda: (own(), cp.cuda.runtime.deviceSynchronize())[0])
+check("curand", lambda: (curand(), cp.cuda.runtime.deviceSynchronize())[0])
 ''',
-    "nccl": r'''
+    "nccl": CHECK + r'''
 import os, torch, torch.distributed as dist
 os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT="29533")
 dist.init_process_group("nccl", rank=0, world_size=1, device_id=torch.device("cuda:0"))
@@ -143,7 +193,7 @@ assert t[0].item() == 2.0
 print("OK NCCL", ".".join(map(str, torch.cuda.nccl.version())))
 dist.destroy_process_group()
 ''',
-    "xformers": r'''
+    "xformers": CHECK + r'''
 import torch, xformers, xformers.ops as xops
 q = torch.randn(1, 128, 4, 64, device="cuda", dtype=torch.float16)
 o = xops.memory_efficient_attention(q, q, q)
@@ -153,24 +203,44 @@ print("OK", xformers.__version__, tuple(o.shape))
 }
 
 
-def kernel_for(name: str) -> tuple[str, str] | None:
-    """(kernel test, how it covers the package) for a distribution name."""
-    if name in ("torch", "torchvision", "torchaudio", "triton", "xformers"):
-        return name, "its own kernel"
-    if name in ("jax", "jaxlib") or name.startswith(("jax-cuda",)):
-        return "jax", "jax matmul"
-    if name.startswith("cupy-cuda"):
-        return "cupy", "cupy kernels"
-    if name.startswith("nvidia-cublas"):
-        return "torch", "torch's matmul (cuBLAS)"
-    if name.startswith("nvidia-cudnn"):
-        return "torch", "torch's conv2d (cuDNN)"
-    if name.startswith("nvidia-nccl"):
-        return "nccl", "NCCL all_reduce through torch.distributed"
+#: distribution name (prefix) -> (test, check in it, how the check covers the package)
+COVERAGE = (
+    ("torchvision", "torchvision", "torchvision", "torchvision.ops.nms"),
+    ("torchaudio", "torchaudio", "torchaudio", "torchaudio forced_align (or lfilter)"),
+    ("triton", "triton", "triton", "a triton vector-add kernel"),
+    ("xformers", "xformers", "xformers", "memory_efficient_attention"),
+    ("torch", "torch", "torch", "torch.softmax (libtorch_cuda)"),
+    ("jax", "jax", "jax", "a jax matmul"),
+    ("jaxlib", "jax", "jax", "a jax matmul"),
+    ("jax-cuda", "jax", "jax", "a jax matmul"),
+    ("cupy-cuda", "cupy", "cupy", "an NVRTC elementwise kernel and a reduction"),
+    ("nvidia-cublas", "torch", "cublas", "torch matmul (cuBLAS)"),
+    ("nvidia-cudnn", "torch", "cudnn", "torch conv2d (cuDNN)"),
+    ("nvidia-cufft", "torch", "cufft", "torch.fft.rfft (cuFFT)"),
+    ("nvidia-cusolver", "torch", "cusolver", "torch.linalg.eigvalsh (cuSOLVER)"),
+    ("nvidia-cusparse", "torch", "cusparse", "CSR @ dense in torch (cuSPARSE)"),
+    ("nvidia-curand", "cupy", "curand", "cupy.random (cuRAND)"),
+    ("nvidia-nccl", "nccl", "nccl", "NCCL all_reduce through torch.distributed"),
+)
+
+
+def kernel_for(name: str) -> tuple[str, str, str] | None:
+    """(test, check, how) that exercises a distribution, or None.  Families (nvidia-cublas-cu12, jax-cuda13-plugin,
+    cupy-cuda13x) match by prefix, single projects (torch, triton) by name."""
+    if name.startswith("nvidia-cusparselt"):
+        return None  # cuSPARSELt is not cuSPARSE
+    for prefix, test, check, how in COVERAGE:
+        if name == prefix or (prefix.startswith(("nvidia-", "jax-cuda", "cupy-cuda")) and name.startswith(prefix)):
+            return test, check, how
     return None
 
 
+_CHECK_LINE = re.compile(r"^CHECK (\S+) (ok|FAIL) ?(.*)$")
+
+
 def run_kernel(python: str, test: str, timeout: float) -> dict:
+    """Run one test in its own interpreter: {"seconds", "checks": {check: {"passed", "detail"}}, "output_tail"}.
+    ``passed`` is None when the test's module is not installed (nothing was tried)."""
     with tempfile.TemporaryDirectory(prefix="wf-doctor-kernel-") as tmp:
         script = Path(tmp, f"k_{test}.py")  # a file, not -c: triton reads its kernels' source
         script.write_text(KERNELS[test])
@@ -180,18 +250,24 @@ def run_kernel(python: str, test: str, timeout: float) -> dict:
         try:
             proc = subprocess.run([python, str(script)], cwd=tmp, capture_output=True, text=True, timeout=timeout,
                                   env=env, check=False)
-            out = (proc.stdout + proc.stderr).strip().splitlines()
-            missing = next((l for l in out if l.startswith("ModuleNotFoundError")), None)
-            if proc.returncode != 0 and missing:  # the test's own module is not installed: nothing was tried
-                return {"test": test, "passed": None, "seconds": round(time.perf_counter() - t0, 1),
-                        "detail": f"not run: {missing}", "output_tail": out[-5:]}
-            ok = proc.returncode == 0 and bool(out) and any(l.startswith("OK") for l in out)
-            last = next((l for l in reversed(out) if l.startswith("OK")), out[-1] if out else "no output")
-            return {"test": test, "passed": ok, "seconds": round(time.perf_counter() - t0, 1), "detail": last[:200],
-                    "output_tail": out[-15:]}
         except subprocess.TimeoutExpired:
-            return {"test": test, "passed": False, "seconds": timeout, "detail": f"timed out after {timeout:.0f} s",
-                    "output_tail": []}
+            return {"test": test, "seconds": timeout, "output_tail": [],
+                    "checks": {test: {"passed": False, "detail": f"timed out after {timeout:.0f} s"}}}
+        out = (proc.stdout + proc.stderr).strip().splitlines()
+        result = {"test": test, "seconds": round(time.perf_counter() - t0, 1), "output_tail": out[-15:], "checks": {}}
+        missing = next((l for l in out if l.startswith("ModuleNotFoundError")), None)
+        if proc.returncode != 0 and missing:  # the test's own module is not installed: nothing was tried
+            result["checks"][test] = {"passed": None, "detail": f"not run: {missing}"}
+            return result
+        for line in out:
+            m = _CHECK_LINE.match(line)
+            if m:
+                result["checks"][m.group(1)] = {"passed": m.group(2) == "ok", "detail": m.group(3)[:200]}
+        if not result["checks"]:
+            last = next((l for l in reversed(out) if l.startswith("OK")), out[-1] if out else "no output")
+            ok = proc.returncode == 0 and last.startswith("OK")
+            result["checks"][test] = {"passed": ok, "detail": last[:200]}
+        return result
 
 
 # --------------------------------------------------------------------------- main
@@ -281,35 +357,39 @@ def main(argv: list[str] | None = None) -> int:
 
     # 4: kernels
     cc = report["gpus"][0]["capability"] if report["gpus"] else None
-    plan: dict[str, list[tuple[str, str, str]]] = {}
+    plan: list[tuple[str, str, bool, str | None, str | None, str]] = []  # (package, verdict, fails, test, check, how)
     for p in report["packages"]:
         found = kernel_for(p["name"])
         verdict = p["verdicts"].get(cc, "-") if cc else "-"
+        fails = p["verdict"] in ("no-kernel", "driver-too-old", "torch-mismatch")  # on this GPU or by another check
         if found and verdict != "host-only":
-            plan.setdefault(found[0], []).append((p["name"], verdict, found[1]))
+            plan.append((p["name"], verdict, fails, *found))
         elif p["binaries"]:
-            plan.setdefault("", []).append((p["name"], verdict, "no kernel test for it"))
+            plan.append((p["name"], verdict, fails, None, None, "no kernel test for it"))
     results: dict[str, dict] = {}
-    for test in [t for t in KERNELS if t in plan]:
+    for test in [t for t in KERNELS if any(row[3] == t for row in plan)]:
         if time.monotonic() - STARTED > args.deadline:
-            results[test] = {"test": test, "passed": None, "detail": "skipped: past the deadline"}
+            results[test] = {"test": test, "checks": {}, "skipped": "past the deadline"}
+            log(f"kernel {test}: skipped, past the {args.deadline:.0f} s deadline")
             continue
-        results[test] = run_kernel(args.python, test, args.kernel_timeout)
-        state = {True: "pass", False: "FAIL", None: "not run"}[results[test]["passed"]]
-        log(f"kernel {test}: {state} in {results[test].get('seconds')} s: {results[test]['detail']}")
-        if results[test]["passed"] is False:
-            for line in results[test].get("output_tail", []):
+        results[test] = res = run_kernel(args.python, test, args.kernel_timeout)
+        for name, c in res["checks"].items():
+            state = {True: "pass", False: "FAIL", None: "not run"}[c["passed"]]
+            log(f"kernel {test}/{name}: {state} ({res['seconds']} s for the test): {c['detail']}")
+        if any(c["passed"] is False for c in res["checks"].values()):
+            for line in res["output_tail"]:
                 log(f"    {line}")
     rows = []
-    for test, members in plan.items():
-        for name, verdict, how in members:
-            res = results.get(test)
-            if res is None or res.get("passed") is None:
-                rows.append((name, verdict, "-", how if not res else res["detail"], "not run"))
-                continue
-            expect_pass = verdict in ("native", "ptx-jit")
-            agree = "agree" if res["passed"] == expect_pass else "DISAGREE"
-            rows.append((name, verdict, "pass" if res["passed"] else "FAIL", how, agree))
+    for name, verdict, fails, test, check, how in plan:
+        checks = results.get(test, {}).get("checks", {}) if test else {}
+        c = checks.get(check) or checks.get(test)  # a test that did not start reports under its own name
+        if c is None or c["passed"] is None or (check not in checks and c["passed"]):
+            why = how if test is None else (c["detail"] if c else results.get(test, {}).get("skipped", "no result"))
+            rows.append((name, verdict, "-", why, "not run"))
+            continue
+        expect_pass = verdict in ("native", "ptx-jit") and not fails
+        shown = verdict + (" (fails)" if fails and verdict in ("native", "ptx-jit") else "")
+        rows.append((name, shown, "pass" if c["passed"] else "FAIL", how, "agree" if c["passed"] == expect_pass else "DISAGREE"))
     (OUT / f"kernels-{DATE}.json").write_text(json.dumps({"gpu": cc, "tests": results, "rows": rows}, indent=1))
 
     # 3: cuobjdump over the same device files, in the time left
