@@ -711,6 +711,49 @@ def _needs_data_scan(scan: _Scan, gpus: Sequence[TargetGpu], nvidia: bool) -> bo
     return any(kernel_verdict(scan.entries, Capability.parse(g.capability)) != "native" for g in gpus)
 
 
+def _scan_library(path: Path, scanned: dict[tuple[int, int], _Scan], gpus: Sequence[TargetGpu], *,
+                  nvidia: bool) -> _Scan | None:
+    """The fatbin entries of one shared object, read once per (device, inode); None when it is gone."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None  # listed in RECORD but gone, or a dangling link
+    key = (st.st_dev, st.st_ino)
+    if key not in scanned:
+        try:
+            scanned[key] = _Scan(tuple(list_entries(path)), st.st_size)
+        except AuditError as err:
+            scanned[key] = _Scan((), st.st_size, err.message)
+    scan = scanned[key]
+    if _needs_data_scan(scan, gpus, nvidia):
+        try:
+            found = list_data_section_entries(path)
+        except AuditError as err:
+            found, scan.error = [], err.message
+        scan.data_entries = len(found)
+        scan.entries += tuple(found)
+    return scan
+
+
+def _add_binary(pkg: Package, path: Path, scan: _Scan, gpus: Sequence[TargetGpu]) -> None:
+    """Count a shared object into its package: a device binary with its lists and verdicts, or a host one."""
+    rel = os.path.relpath(path, pkg.location)
+    if scan.error:
+        pkg.notes.append(f"unreadable: {scan.error}")
+        return
+    if scan.data_entries:
+        secs = ", ".join(sorted({e.section for e in scan.entries if e.section != ".nv_fatbin"}))
+        pkg.notes.append(f"{rel}: {scan.data_entries} fatbin entries in {secs}, outside .nv_fatbin (the library "
+                         "registers them itself; cuobjdump does not list them)")
+    if not loadable(scan.entries):
+        pkg.host_binaries += 1
+        return
+    sass = sorted({e.arch for e in scan.entries if e.kind == "sass"}, key=_arch_order)
+    ptx = sorted({e.arch.replace("sm_", "compute_") for e in scan.entries if e.kind == "ptx"}, key=_arch_order)
+    verdicts = {g.capability: kernel_verdict(scan.entries, Capability.parse(g.capability)) for g in gpus}
+    pkg.binaries.append(Binary(path=rel, file=str(path), size=scan.size, sass=tuple(sass), ptx=tuple(ptx), verdicts=verdicts))
+
+
 def diagnose(python: str | os.PathLike[str] | None = None, *, archs: Sequence[str] | None = None,
              driver: str | None = None, fallback_archs: Sequence[str] = ("12.0",),
              recipe_dirs: Sequence[Path] | None = None) -> DoctorReport:
@@ -726,8 +769,7 @@ def diagnose(python: str | os.PathLike[str] | None = None, *, archs: Sequence[st
     torch_cuda = _torch_cuda(torch_inst) if torch_inst else None
     torch_info = {"version": torch_inst.version, "cuda": torch_cuda} if torch_inst else None
 
-    scanned: dict[tuple[int, int], _Scan] = {}
-    bytes_scanned = 0
+    scanned: dict[tuple[int, int], _Scan] = {}  # by (device, inode): each library read once
     packages: list[Package] = []
     no_record = []
     for inst in dists:
@@ -737,40 +779,9 @@ def diagnose(python: str | os.PathLike[str] | None = None, *, archs: Sequence[st
             m = _NVIDIA_CU_DIR.search(path.as_posix())
             if m:
                 cuda_dirs.add(m.group(1))
-            try:
-                st = path.stat()
-            except OSError:
-                continue  # listed in RECORD but gone, or a dangling link
-            key = (st.st_dev, st.st_ino)
-            if key not in scanned:
-                try:
-                    scanned[key] = _Scan(tuple(list_entries(path)), st.st_size)
-                except AuditError as err:
-                    scanned[key] = _Scan((), st.st_size, err.message)
-                bytes_scanned += st.st_size
-            scan = scanned[key]
-            if _needs_data_scan(scan, gpus, inst.name.startswith("nvidia-")):
-                try:
-                    extra = list_data_section_entries(path)
-                except AuditError as err:
-                    extra, scan.error = [], err.message
-                scan.data_entries = len(extra)
-                scan.entries += tuple(extra)
-            if scan.error:
-                pkg.notes.append(f"unreadable: {scan.error}")
-            if scan.data_entries:
-                secs = ", ".join(sorted({e.section for e in scan.entries if e.section != ".nv_fatbin"}))
-                pkg.notes.append(f"{os.path.relpath(path, inst.location)}: {scan.data_entries} fatbin entries in {secs}, "
-                                 "outside .nv_fatbin (the library registers them itself; cuobjdump does not list them)")
-            if loadable(scan.entries):
-                sass = sorted({e.arch for e in scan.entries if e.kind == "sass"}, key=_arch_order)
-                ptx = sorted({e.arch.replace("sm_", "compute_") for e in scan.entries if e.kind == "ptx"}, key=_arch_order)
-                rel = os.path.relpath(path, inst.location)
-                pkg.binaries.append(Binary(path=rel, file=str(path), size=scan.size, sass=tuple(sass), ptx=tuple(ptx)))
-                pkg.binaries[-1].verdicts = {g.capability: kernel_verdict(scan.entries, Capability.parse(g.capability))
-                                             for g in gpus}
-            elif scan.error is None:
-                pkg.host_binaries += 1
+            scan = _scan_library(path, scanned, gpus, nvidia=inst.name.startswith("nvidia-"))
+            if scan is not None:
+                _add_binary(pkg, path, scan, gpus)
         if not inst.from_record:
             no_record.append(inst.name)
         _evidence(pkg, inst, torch_inst, torch_cuda, interp.markers)
@@ -793,7 +804,8 @@ def diagnose(python: str | os.PathLike[str] | None = None, *, archs: Sequence[st
                      + ", ".join(sorted(no_record)[:8]) + (" ..." if len(no_record) > 8 else ""))
     return DoctorReport(python=interp.executable, python_version=interp.version, paths=list(interp.paths), gpus=gpus,
                         driver=drv, torch=torch_info, packages=packages, distributions=len(dists),
-                        elf_files=sum(1 for _ in scanned), bytes_scanned=bytes_scanned, seconds=time.perf_counter() - t0,
+                        elf_files=len(scanned), bytes_scanned=sum(x.size for x in scanned.values()),
+                        seconds=time.perf_counter() - t0,
                         notes=notes)
 
 
