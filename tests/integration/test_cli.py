@@ -22,7 +22,7 @@ def invoke(*args: str, env_extra: dict | None = None) -> subprocess.CompletedPro
 def test_list_shows_every_task():
     out = invoke("--list")
     assert out.returncode == 0, out.stderr
-    for name in ("toolchain", "plan", "fetch", "patches.check", "build", "inspect", "verify", "index", "serve",
+    for name in ("doctor", "toolchain", "plan", "fetch", "patches.check", "build", "inspect", "verify", "index", "serve",
                  "publish", "farm.matrix", "farm.status"):
         assert f"  {name} " in out.stdout, name
 

@@ -197,3 +197,48 @@ def test_not_elf_file_is_rejected(tmp_path):
     path.write_text("x")
     with pytest.raises(AuditError, match="neither a wheel"):
         audit_path(path, ["120"])
+
+
+def test_fast_section_lookup_agrees_with_pyelftools(tmp_path):
+    """The struct fast path finds what pyelftools finds: on a synthetic library and on the real shared objects
+    of this interpreter's site-packages (numpy, pyelftools' neighbours...); it declines memoryviews and ELF32."""
+    import itertools
+    import site
+    from pathlib import Path
+
+    from wheelforge.binaries.fatbin import _find_sections_elftools, _find_sections_fast
+
+    wanted = [".nv_fatbin", "__nv_relfatbin", ".text", ".dynsym"]
+    files = [_so(tmp_path, "libsyn.so", make_blob(make_entry(KIND_CUBIN, 120)))]
+    for root in site.getsitepackages():
+        files += itertools.islice((p for p in Path(root).rglob("*.so") if p.is_file()), 40)
+    checked = 0
+    for path in files:
+        data = path.read_bytes()
+        if data[:4] != b"\x7fELF":
+            continue
+        fast = _find_sections_fast(data, wanted)
+        assert fast is not None, path
+        assert fast == _find_sections_elftools(data, path.name, wanted), path
+        checked += 1
+    assert checked >= 2
+    data = files[0].read_bytes()
+    assert _find_sections_fast(memoryview(data), wanted) is None
+    assert _find_sections_fast(data[:4] + b"\x01" + data[5:], wanted) is None  # ELFCLASS32: pyelftools decides
+
+
+def test_blobs_kept_in_data_sections(tmp_path):
+    """A library that keeps fatbins in .ldata and registers them itself (cuFFT 12 does): the blobs are found there,
+    a chance match of the magic is skipped, and .nv_fatbin stays what list_entries reads."""
+    from wheelforge.binaries.fatbin import BLOB_MAGIC, list_data_section_entries
+
+    blob = make_blob(make_entry(KIND_CUBIN, 90), make_entry(KIND_PTX, 120))
+    chance = struct.pack("<IHHQ", BLOB_MAGIC, 7, 16, 8)  # the magic, but no blob header after it
+    path = tmp_path / "libkeeps.so"
+    path.write_bytes(make_elf({".nv_fatbin": make_blob(make_entry(KIND_CUBIN, 75)),
+                               ".ldata": b"\x01" * 24 + chance + blob + b"\x02" * 8}))
+    assert [(e.kind, e.arch) for e in list_entries(path)] == [("sass", "sm_75")]
+    found = list_data_section_entries(path)
+    assert [(e.kind, e.arch, e.section) for e in found] == [("sass", "sm_90", ".ldata"), ("ptx", "sm_120", ".ldata")]
+    plain = _so(tmp_path, "libplain.so", make_blob(make_entry(KIND_CUBIN, 120)))
+    assert list_data_section_entries(plain) == []

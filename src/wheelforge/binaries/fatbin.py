@@ -134,6 +134,48 @@ def list_entries_from_bytes(
     return _list(data, name, include_relocatable)
 
 
+#: Data sections where a library may keep fatbinaries it registers itself: cuFFT 12 (CUDA 13.0's nvidia-cufft)
+#: holds about 24,000 blobs in ``.ldata`` and only an sm_75 helper in ``.nv_fatbin``; cuobjdump lists ``.nv_fatbin``
+#: alone.
+DATA_SECTIONS = (".rodata", ".lrodata", ".data", ".ldata", ".data.rel.ro")
+
+
+def list_data_section_entries(path: str | os.PathLike[str]) -> list[FatbinEntry]:
+    """Fatbin entries of whole blobs found in the data sections of the ELF file at ``path``.
+
+    A hit counts only when its blob header is right (magic, version 1, 16-byte header, payload inside the
+    section) and every entry in it parses; anything else is skipped as a chance match.  This reads those
+    sections whole, so callers ask only where ``.nv_fatbin`` does not answer.
+    """
+    path = Path(path)
+    magic = struct.pack("<I", BLOB_MAGIC)
+    entries: list[FatbinEntry] = []
+    try:
+        with open(path, "rb") as fh:
+            if not is_elf(fh.read(4)) or os.fstat(fh.fileno()).st_size == 0:
+                return []
+            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+                for sec_name, (start, size) in _find_sections(buf, str(path), list(DATA_SECTIONS)).items():
+                    end = start + size
+                    pos = buf.find(magic, start, end)
+                    while pos != -1:
+                        nxt = pos + 4
+                        if end - pos >= _BLOB.size:
+                            _magic, version, header_size, payload = _BLOB.unpack_from(buf, pos)
+                            if version == 1 and header_size == _BLOB.size and pos + header_size + payload <= end:
+                                try:
+                                    entries.extend(_parse_section(buf, str(path), sec_name, pos, header_size + payload))
+                                    nxt = pos + header_size + payload
+                                except AuditError:
+                                    pass
+                        pos = buf.find(magic, nxt, end)
+    except OSError as exc:
+        raise AuditError(
+            "audit.unreadable", f"{path}: cannot read: {exc.strerror or exc}", "check the path and its permissions"
+        ) from exc
+    return entries
+
+
 def _list(buf, name: str, include_relocatable: bool) -> list[FatbinEntry]:
     wanted = [FATBIN_SECTION, RELFATBIN_SECTION] if include_relocatable else [FATBIN_SECTION]
     sections = _find_sections(buf, name, wanted)
@@ -145,8 +187,53 @@ def _list(buf, name: str, include_relocatable: bool) -> list[FatbinEntry]:
     return entries
 
 
+_EHDR64 = struct.Struct("<16sHHIQQQIHHHHHH")  # ELF64 header: e_ident .. e_shstrndx
+_SHDR64 = struct.Struct("<IIQQQQIIQQ")  # ELF64 section header: sh_name, sh_type, .., sh_offset, sh_size, ..
+_SHT_NOBITS = 8
+
+
+def _find_sections_fast(buf, wanted: list[str]) -> dict[str, tuple[int, int]] | None:
+    """The section table read with ``struct`` for the usual case (ELF64, little-endian, plain section numbering):
+    over the 72 shared objects of a test venv pyelftools took 5.2 ms a file, this 0.11 ms, which matters when a
+    whole environment's libraries are listed (``invoke doctor``).  None for anything else or anything that does not add up, so that
+    pyelftools decides (and names the error)."""
+    if not hasattr(buf, "find") or len(buf) < _EHDR64.size or buf[4] != 2 or buf[5] != 1:
+        return None
+    *_, shoff, _flags, _ehsize, _phentsize, _phnum, shentsize, shnum, shstrndx = _EHDR64.unpack_from(buf, 0)
+    if shentsize != _SHDR64.size or not 0 < shstrndx < shnum or shoff + shnum * shentsize > len(buf):
+        return None  # SHN_UNDEF / SHN_XINDEX numbering, or a table past the end
+    str_off, str_size = _SHDR64.unpack_from(buf, shoff + shstrndx * shentsize)[4:6]
+    if str_off + str_size > len(buf):
+        return None
+    names = {n.encode(): n for n in wanted}
+    found: dict[str, tuple[int, int]] = {}
+    for i in range(shnum):
+        sh_name, sh_type, _f, _a, sh_offset, sh_size, *_ = _SHDR64.unpack_from(buf, shoff + i * shentsize)
+        end = buf.find(b"\0", str_off + sh_name, str_off + str_size) if sh_name < str_size else -1
+        if end < 0:
+            return None
+        sec_name = names.get(bytes(buf[str_off + sh_name : end]))
+        if sec_name and sh_type != _SHT_NOBITS:
+            found[sec_name] = (sh_offset, sh_size)
+    return found
+
+
 def _find_sections(buf, name: str, wanted: list[str]) -> dict[str, tuple[int, int]]:
-    """File offset and size of the wanted sections (section headers only, via pyelftools)."""
+    """File offset and size of the wanted sections (section headers only; pyelftools where the fast path declines)."""
+    found = _find_sections_fast(buf, wanted)
+    if found is None:
+        found = _find_sections_elftools(buf, name, wanted)
+    for sec_name, (start, size) in found.items():
+        if start + size > len(buf):
+            raise AuditError(
+                "audit.corrupt-fatbin",
+                f"{name}: section {sec_name} at offset {start:#x} ends at {start + size:#x}, past the end of the file",
+                "the file is truncated; rebuild or re-download it",
+            )
+    return found
+
+
+def _find_sections_elftools(buf, name: str, wanted: list[str]) -> dict[str, tuple[int, int]]:
     stream: BinaryIO = _BufferStream(buf)
     try:
         elf = ELFFile(stream)
@@ -162,13 +249,6 @@ def _find_sections(buf, name: str, wanted: list[str]) -> dict[str, tuple[int, in
         ) from exc
     finally:
         stream.close()  # drop our view so the caller can close its mmap
-    for sec_name, (start, size) in found.items():
-        if start + size > len(buf):
-            raise AuditError(
-                "audit.corrupt-fatbin",
-                f"{name}: section {sec_name} at offset {start:#x} ends at {start + size:#x}, past the end of the file",
-                "the file is truncated; rebuild or re-download it",
-            )
     return found
 
 

@@ -295,3 +295,69 @@ def verify_target(settings: Settings, target: str, *, version: str | None = None
                     system_site_packages=system_site_packages, offline=offline, extra_wheels=list(find_links))
     verify_table(report)
     report.raise_for_result()
+
+
+# --------------------------------------------------------------------------- doctor
+
+
+def run_doctor(settings: Settings, *, python: str | None = None, arch: str | None = None, driver: str | None = None,
+               as_json: bool = False) -> None:
+    """Judge the packages of ``python``'s environment for this machine's GPUs (or ``arch``); fail when any would."""
+    from wheelforge.verify.doctor import diagnose, parse_gpu_archs
+    from wheelforge.model.errors import DoctorError
+    from wheelforge.model.recipe import recipe_dirs
+
+    configured = list(dict.fromkeys(f"{a.major}.{a.minor}" for a in settings.target.archs))
+    report = diagnose(python, archs=parse_gpu_archs(arch), driver=driver, fallback_archs=configured,
+                      recipe_dirs=recipe_dirs(settings.recipes_dir))
+    if as_json:
+        _print_json(report.to_json())
+    else:
+        render_doctor(report)
+    failing = report.failing
+    if failing:
+        names = ", ".join(f"{p.name} ({p.verdict})" for p in failing[:4]) + (" ..." if len(failing) > 4 else "")
+        raise DoctorError("doctor.would-fail", f"{len(failing)} of {len(report.packages)} CUDA packages would fail here: {names}",
+                          "run the fix printed for each (JSON: packages[].fixes), then `invoke doctor` again")
+
+
+_VERDICT_STYLE = {"no-kernel": "bold red", "driver-too-old": "bold red", "torch-mismatch": "bold red",
+                  "ptx-jit": "yellow", "native": "green", "host-only": "dim"}
+
+
+def render_doctor(report, console=None) -> None:
+    """The people's view of a :class:`wheelforge.verify.doctor.DoctorReport`: GPUs, one row per package (worst first),
+    then each package's problems and fixes."""
+    from rich.table import Table
+
+    out = console or _console()
+    gpus = ", ".join(f"{g.name} ({g.capability}{', x' + str(g.count) if g.count > 1 else ''}; {g.source})" for g in report.gpus)
+    out.print(f"[bold]doctor[/bold] {report.python} (Python {report.python_version})")
+    out.print(f"  GPUs    {gpus or 'none'}")
+    d = report.driver
+    out.print("  driver  " + (f"{d.version}: CUDA {d.cuda or '?'} at most ({d.source})" if d.version else "not found"))
+    if report.torch:
+        out.print(f"  torch   {report.torch['version']}" + (f" (CUDA {report.torch['cuda']})" if report.torch.get("cuda") else ""))
+    table = Table()
+    table.add_column("package", overflow="fold")
+    table.add_column("version", overflow="fold")
+    for col in ("verdict", *(f"sm_{g.capability.replace('.', '')}" for g in report.gpus)):
+        table.add_column(col, no_wrap=True)  # verdict words stay whole; names and versions fold
+    table.add_column("CUDA", overflow="fold")
+    for p in report.packages:
+        cells = [f"[{_VERDICT_STYLE[v]}]{v}[/]" for v in (p.verdicts.get(g.capability, "host-only") for g in report.gpus)]
+        table.add_row(p.name, p.version, f"[{_VERDICT_STYLE[p.verdict]}]{p.verdict}[/]", *cells, p.cuda or "-")
+    out.print(table)
+    for p in report.packages:
+        if not (p.problems or p.fixes):
+            continue
+        out.print(f"[{_VERDICT_STYLE[p.verdict]}]{p.name}[/] {p.version}")
+        for x in p.problems:
+            out.print(f"  {x.verdict}: {x.message}")
+        for fix in p.fixes:
+            out.print(f"  fix: {fix}")
+    mb = report.bytes_scanned / 1e6
+    out.print(f"{len(report.packages)} CUDA packages of {report.distributions} distributions; {report.elf_files} ELF files "
+              f"({mb:,.0f} MB) read in {report.seconds:.2f} s; {len(report.failing)} would fail")
+    for note in report.notes + [f"{p.name}: {n}" for p in report.packages for n in p.notes]:
+        out.print(f"  note: {note}")

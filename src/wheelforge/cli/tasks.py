@@ -128,6 +128,16 @@ def inspect(c, path, arch=None, json=False):
     inspect_path(_settings(arch=arch), path, as_json=json)
 
 
+@command(help={"python": "interpreter whose environment to check (default: this one); its packages are read, not imported",
+               "arch": "judge for these compute capabilities instead of the GPUs found: 12.0, '9.0;12.0'",
+               "driver": "judge for this NVIDIA driver version instead of the installed one, e.g. 570.86.10"})
+def doctor(c, python=None, arch=None, driver=None, json=False, recipes_dir=None):
+    """Which installed CUDA packages will fail on this machine's GPUs (no kernel, driver too old, torch mismatch), and the fix."""
+    from wheelforge.cli.commands import run_doctor
+
+    run_doctor(_settings(recipes_dir=recipes_dir), python=python, arch=arch, driver=driver, as_json=json)
+
+
 @command(help={"target": "a recipe name or a wheel path",
             "allow_arch_mismatch": "run GPU tests even when the GPU is not in the wheel's arch list",
             "system_site_packages": "let the test venv see the interpreter's packages (a machine whose torch can't be reinstalled offline)",
@@ -200,6 +210,6 @@ def farm_status(c, recipes=None, pythons=None, arch=None, cuda=None, recipes_dir
                      _split(recipes), _split(pythons), index_url=index_url, as_json=json)
 
 
-ns = Collection(toolchain, plan, fetch, build, inspect, verify, index, serve, publish)
+ns = Collection(doctor, toolchain, plan, fetch, build, inspect, verify, index, serve, publish)
 ns.add_collection(Collection("patches", patches_check))
 ns.add_collection(Collection("farm", farm_matrix, farm_status))

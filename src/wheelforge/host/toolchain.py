@@ -105,6 +105,13 @@ def _common_tools(env: Mapping[str, str]) -> dict[str, Any]:
         "ccache": tool("ccache", ["--version"]),
         "sccache": tool("sccache", ["--version"]),
     }
+    facts["gpus"], facts["driver_version"] = detect_gpus(env)
+    return facts
+
+
+def detect_gpus(env: Mapping[str, str] | None = None) -> tuple[tuple[Gpu, ...], str | None]:
+    """GPUs (name, compute capability) and the driver version, from one ``nvidia-smi`` query; none without it."""
+    env = dict(os.environ if env is None else env)
     smi = shutil.which("nvidia-smi", path=env.get("PATH"))
     gpus: list[Gpu] = []
     driver = None
@@ -115,9 +122,26 @@ def _common_tools(env: Mapping[str, str]) -> dict[str, Any]:
             if len(parts) == 3:
                 gpus.append(Gpu(name=parts[0], capability=parts[1]))
                 driver = parts[2]
-    facts["gpus"] = tuple(gpus)
-    facts["driver_version"] = driver
-    return facts
+    return tuple(gpus), driver
+
+
+def driver_cuda_version() -> str | None:
+    """The newest CUDA the installed driver supports ("13.0"), as the driver itself reports it.
+
+    ``cuDriverGetVersion`` of the driver's ``libcuda.so.1`` (CUDA Driver API; it needs no ``cuInit``
+    and creates no context); the number ``nvidia-smi`` prints as "CUDA Version".  None where no
+    driver library can be loaded (no NVIDIA driver, e.g. a build machine).
+    """
+    import ctypes
+
+    try:
+        lib = ctypes.CDLL("libcuda.so.1")
+        version = ctypes.c_int(0)
+        if lib.cuDriverGetVersion(ctypes.byref(version)) != 0 or version.value <= 0:
+            return None
+    except (OSError, AttributeError):
+        return None
+    return f"{version.value // 1000}.{version.value % 1000 // 10}"
 
 
 def select(all_facts: list[ToolchainFacts], requested: str) -> ToolchainFacts:

@@ -96,3 +96,12 @@ class PublishError(WheelforgeError):
 
 class FarmError(WheelforgeError):
     """Build-farm configuration or coordination failed."""
+
+
+class DoctorError(WheelforgeError):
+    """``doctor`` found installed packages that would fail on the GPU (no kernel, driver too old, torch mismatch).
+
+    Its own exit code so scripts can tell "the environment would fail" (5) from bad input (2).
+    """
+
+    exit_code = 5
