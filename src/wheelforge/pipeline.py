@@ -478,7 +478,8 @@ def _attempt(prep: _Prepared, wh: Wheelhouse, scratch: Path, *, settings: Settin
         seconds = time.monotonic() - t0
         write_json(stage / "entry.json", make_manifest(
             key=plan.key, recipe=recipe.name, version=plan.version, project=plan.project, wheel=final, sha256=sha,
-            target=plan.target, archs_found=list(bar_audit.archs_found), built_at=iso(finished), build_seconds=seconds))
+            target=plan.target, archs_found=list(bar_audit.archs_found), built_at=iso(finished), build_seconds=seconds,
+            archs_ptx=list(bar_audit.archs_ptx)))
         tools = {"nvcc": prep.facts.cuda_version or "", **{n: getattr(prep.facts, n).version for n in ("host_compiler", "cmake", "ninja")
                                                            if getattr(prep.facts, n)}}
         write_json(stage / "provenance.json", statement(wheel_name=final.name, wheel_sha256=sha, plan=plan.to_json(),
