@@ -113,3 +113,28 @@ def test_require_hashes_file_installs_the_intact_wheel(tmp_path, fresh_venv):
     assert out.returncode == 0, out.stdout
     assert installed_version(py) == f"1.0.0+{LABEL}"
     run([py, "-m", "pip", "uninstall", "-y", "demo-pkg"])
+
+
+@pytest.mark.parametrize(
+    "cutoff, expected",
+    [
+        ("2025-03-01T00:00:00Z", None),  # before every build: nothing to find
+        ("2025-04-15T00:00:00Z", f"demo_pkg-0.9.0+{LABEL}-py3-none-any.whl"),  # only the April build existed
+        ("2025-05-01T12:00:01Z", WHEEL),  # one second after the May build
+    ],
+)
+def test_pip_uploaded_prior_to_sees_only_earlier_builds(tmp_path, cutoff, expected):
+    """PEP 700 upload-time comes from each entry's built_at (1.0.0: 2025-05-01T12:00Z, 0.9.0: 2025-04-01T08:00Z)."""
+    wh = make_wheelhouse(tmp_path / "wh")
+    build_index(wh)
+    dest = tmp_path / "dl"
+    with running_server(wh) as base:
+        # pip >= 26.0 (test extras) has --uploaded-prior-to; it reads upload-time from the JSON pages.
+        out = run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-cache-dir", "-d", dest, "--index-url", f"{base}/simple/",
+                   "--uploaded-prior-to", cutoff, "demo-pkg"])
+    if expected is None:
+        assert out.returncode != 0 and "No matching distribution found for demo-pkg" in out.stdout, out.stdout
+        assert not dest.exists() or not list(dest.iterdir())
+    else:
+        assert out.returncode == 0, out.stdout
+        assert [p.name for p in dest.iterdir()] == [expected]

@@ -59,7 +59,7 @@ def wheelhouse(tmp_path):
 
 def test_project_page_is_pep503_with_hashes_metadata_and_escaping(wheelhouse):
     page = parse(wheelhouse / "index/simple/demo-pkg/index.html")
-    assert page.meta["pypi:repository-version"] == "1.1"
+    assert page.meta["pypi:repository-version"] == "1.4"
     by_text = {text: attrs for attrs, text in page.anchors}
     a = by_text[WHEEL]
     href, _, frag = a["href"].partition("#")
@@ -88,7 +88,7 @@ def test_metadata_files_equal_wheel_metadata(wheelhouse):
 def test_json_and_html_list_same_files_and_hashes(wheelhouse):
     for project in ("demo-pkg", "some-name"):
         doc = json.loads((wheelhouse / f"index/simple/{project}/index.json").read_text())
-        assert doc["meta"]["api-version"] == "1.1" and doc["name"] == project
+        assert doc["meta"]["api-version"] == "1.4" and doc["name"] == project
         html_files = {text: attrs["href"].split("#sha256=")[1] for attrs, text in parse(wheelhouse / f"index/simple/{project}/index.html").anchors}
         json_files = {f["filename"]: f["hashes"]["sha256"] for f in doc["files"]}
         assert html_files == json_files and json_files
@@ -143,7 +143,7 @@ def test_regeneration_swaps_whole_trees_and_failure_keeps_the_old_one(wheelhouse
     assert (wheelhouse / "index/simple/third/index.html").is_file()
     assert not [p for p in wheelhouse.iterdir() if p.name.startswith(".index-")]
 
-    def broken(files, root, wh):
+    def broken(files, root, wh, **kw):
         (root / "files").mkdir(parents=True)
         raise OSError("disk full")
 

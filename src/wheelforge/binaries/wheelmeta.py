@@ -139,9 +139,11 @@ def rewrite_wheel(
     version: str | None = None,
     add_requires: Sequence[str] = (),
     replace: Mapping[str, bytes] | None = None,
+    add_dist_info: Mapping[str, bytes] | None = None,
 ) -> Path:
     """Write a copy of ``wheel`` into ``out_dir`` with a new version, extra Requires-Dist
-    lines and/or replaced file contents; RECORD is regenerated.  Returns the new path.
+    lines, replaced file contents and/or new files in the dist-info folder (``add_dist_info``,
+    names relative to it, e.g. ``variant.json``); RECORD is regenerated.  Returns the new path.
 
     The source wheel is left alone (``out_dir`` may be its folder: the new name differs
     when the version changes; otherwise the file is replaced atomically).
@@ -186,6 +188,12 @@ def rewrite_wheel(
                 records.append((new, record_hash(data), len(data)))
             if replace:
                 raise BuildError("wheel.replace", f"{src.name} has no file {sorted(replace)[0]!r} to replace", "check the path inside the wheel")
+            for name, data in sorted((add_dist_info or {}).items()):
+                new = f"{new_info}/{name}"
+                if any(n == new for n, _, _ in records):
+                    raise BuildError("wheel.add", f"{src.name} already has {new}", "replace it instead of adding it")
+                zout.writestr(zipfile.ZipInfo(new, date_time=(1980, 1, 1, 0, 0, 0)), data)
+                records.append((new, record_hash(data), len(data)))
             lines = [f"{n},{h},{s}" for n, h, s in records] + [f"{record_name},,"]
             zout.writestr(zipfile.ZipInfo(record_name, date_time=(1980, 1, 1, 0, 0, 0)), "\n".join(lines) + "\n")
         dest = out_dir / new_name

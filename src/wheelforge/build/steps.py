@@ -185,7 +185,8 @@ def store(step: StoreStep, a: Attempt) -> None:
     plan = a.plan
     write_json(stage / "entry.json", make_manifest(
         key=step.key, recipe=plan.recipe, version=plan.version, project=plan.project, wheel=final, sha256=sha,
-        target=plan.target.to_json(), archs_found=list(a.audit.archs_found), built_at=iso(finished), build_seconds=seconds))
+        target=plan.target.to_json(), archs_found=list(a.audit.archs_found), built_at=iso(finished), build_seconds=seconds,
+        archs_ptx=list(a.audit.archs_ptx)))
     tools = {"nvcc": plan.toolchain.cuda_version, "host_compiler": plan.toolchain.host_compiler or "", "cmake": plan.toolchain.cmake or ""}
     write_json(stage / "provenance.json", statement(wheel_name=final.name, wheel_sha256=sha, plan=plan.to_json(),
                                                     started=a.started, finished=finished,

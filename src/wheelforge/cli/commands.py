@@ -135,16 +135,17 @@ def show_farm_status(settings: Settings, recipes: Sequence[str], pythons: Sequen
 
 
 def write_index(settings: Settings, *, print_config: bool = False, base_url: str = "http://127.0.0.1:8080",
-                pins: Sequence[str] = (), rehash: bool = False) -> None:
+                pins: Sequence[str] = (), rehash: bool = False, variants: bool = False) -> None:
     from wheelforge.serving import index
 
     if print_config:
         sys.stdout.write(index.print_config(base_url, list(pins), source=settings.wheelhouse) + "\n")
         return
-    result = index.build_index(settings.wheelhouse, rehash=rehash)
+    result = index.build_index(settings.wheelhouse, rehash=rehash, variants=variants)
     for w in result.warnings:
         sys.stderr.write(f"warning: {w}\n")
-    sys.stdout.write(f"index: {result.files} files of {result.projects} projects at {result.path} ({result.seconds:.2f} s)\n")
+    of_them = f" ({result.variant_files} for variants)" if variants else ""
+    sys.stdout.write(f"index: {result.files} files{of_them} of {result.projects} projects at {result.path} ({result.seconds:.2f} s)\n")
 
 
 def serve_index(settings: Settings, *, host: str, port: int, workers: int = 1) -> None:

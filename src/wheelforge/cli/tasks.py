@@ -157,14 +157,15 @@ def verify(c, target, arch=None, cuda=None, version=None, wheelhouse=None, recip
 @command(help={"print_config": "print pip/uv client recipes for this index instead",
                "base_url": "URL the index is served at (for --print-config)",
                "pin": "NAME==VERSION to pin in the client recipes (repeatable)",
-               "rehash": "re-hash every wheel instead of trusting entry.json"},
+               "rehash": "re-hash every wheel instead of trusting entry.json",
+               "variants": "also publish each CUDA wheel as a PEP 825 variant wheel (uv --preview-features wheel-variants)"},
          iterable=["pin"])
-def index(c, wheelhouse=None, print_config=False, base_url="http://127.0.0.1:8080", pin=None, rehash=False):
+def index(c, wheelhouse=None, print_config=False, base_url="http://127.0.0.1:8080", pin=None, rehash=False, variants=False):
     """Write the static Simple Repository API tree (PEP 503/691/658) from the wheelhouse."""
     from wheelforge.cli.commands import write_index
 
     write_index(_settings(wheelhouse=wheelhouse), print_config=print_config, base_url=base_url, pins=pin or [],
-                rehash=rehash)
+                rehash=rehash, variants=variants)
 
 
 @command(help={"host": "address to bind (default 127.0.0.1)", "port": "port (default 8080)",

@@ -8,8 +8,9 @@ index/
   _page/page.css, _page/page.js
   generation.json                 when and from how many files this tree was written
   simple/index.html|index.json    PEP 503 / PEP 691 project list
-  simple/<project>/index.html|index.json
+  simple/<project>/index.html|index.json   (with the PEP 792 project status, when one is set)
   files/<wheel>                   hardlink of the wheel in entries/<key>/
+  files/<variant wheel>, files/<name>-<version>-variants.json   with ``variants=True`` (wheelforge.serving.variants)
   files/<wheel>.metadata          PEP 658/714: the wheel's METADATA, byte for byte
   files/<wheel>.provenance.json   sidecars, linked from the page
   files/<wheel>.verify.json
@@ -39,6 +40,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
+from typing import Mapping
 from urllib.parse import quote
 
 from filelock import FileLock
@@ -55,8 +57,11 @@ else:  # pragma: no cover
 
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
 SIMPLE_HTML = "application/vnd.pypi.simple.v1+html"
-#: PEP 629 major.minor; 1.1 because the JSON carries PEP 700's ``versions``/``size``/``upload-time``.
-API_VERSION = "1.1"
+#: PEP 629 major.minor.  1.1: the JSON carries PEP 700's ``versions``/``size``/``upload-time``;
+#: 1.4: project pages carry PEP 792's status.  1.2 (PEP 708) and 1.3 (PEP 740) only add optional keys.
+API_VERSION = "1.4"
+#: PEP 792 project status markers; ``project-status.toml`` sets them (docs/index.md).
+PROJECT_STATUSES = ("active", "archived", "quarantined", "deprecated")
 
 
 @dataclass(frozen=True)
@@ -71,26 +76,40 @@ class IndexFile:
     sha256: str
     size: int
     requires_python: str | None
-    metadata: bytes = field(repr=False)
+    metadata: bytes | None = field(repr=False)  # None: not a wheel (variants.json), no PEP 658 file
     yanked: str | None  # None = not yanked; "" = yanked without a reason
     key: str
     archs_found: tuple[str, ...]
     verify: str | None
     built_at: str | None
     build_seconds: float | None
-    wheel_path: Path
-    entry_dir: Path
+    wheel_path: Path | None  # None when ``data`` holds the file
+    entry_dir: Path | None
     sidecars: tuple[str, ...] = ()  # which of provenance.json / verify.json the entry holds
     log: Path | None = None
+    variant_label: str | None = None  # a PEP 825 variant twin (wheelforge.serving.variants)
+    data: bytes | None = field(default=None, repr=False)  # contents of a generated file (variants.json)
 
     @property
-    def metadata_sha256(self) -> str:
-        return hashlib.sha256(self.metadata).hexdigest()
+    def metadata_sha256(self) -> str | None:
+        return hashlib.sha256(self.metadata).hexdigest() if self.metadata is not None else None
+
+    @property
+    def is_plain_wheel(self) -> bool:
+        return self.variant_label is None and self.data is None
 
     @property
     def quoted(self) -> str:
         """The filename as an URL path segment: ``+`` becomes ``%2B`` (pip and S3 read a bare ``+`` differently)."""
         return quote(self.filename, safe="")
+
+
+@dataclass(frozen=True)
+class ProjectStatus:
+    """PEP 792: one of :data:`PROJECT_STATUSES`, with an optional reason."""
+
+    status: str
+    reason: str | None = None
 
 
 @dataclass
@@ -100,6 +119,7 @@ class IndexResult:
     files: int
     seconds: float
     warnings: list[str] = field(default_factory=list)
+    variant_files: int = 0  # variant twins and variants.json files among ``files``
 
 
 # --------------------------------------------------------------------------- reading the wheelhouse
@@ -126,6 +146,33 @@ def load_yanks(wheelhouse: Path) -> dict[str, str]:
             raise IndexError_("index.yank-invalid", f"{path}: yank[{i}].reason must be a string", 'write reason = "why"')
         yanks[item["file"]] = reason
     return yanks
+
+
+def load_project_status(wheelhouse: Path) -> dict[str, ProjectStatus]:
+    """``project-status.toml`` as ``{normalized project: ProjectStatus}``; a missing file means all are active."""
+    path = Path(wheelhouse) / "project-status.toml"
+    if not path.exists():
+        return {}
+    hint = 'write [[project]] name = "<project>" status = "archived" reason = "..."; see docs/index.md'
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise IndexError_("index.status-invalid", f"{path}: not valid TOML ({exc})", hint) from exc
+    items = data.get("project", [])
+    if not isinstance(items, list):
+        raise IndexError_("index.status-invalid", f"{path}: 'project' must be an array of tables", hint)
+    out: dict[str, ProjectStatus] = {}
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
+            raise IndexError_("index.status-invalid", f"{path}: project[{i}].name is missing or not a string", hint)
+        status, reason = item.get("status"), item.get("reason")
+        if status not in PROJECT_STATUSES:
+            raise IndexError_("index.status-invalid", f"{path}: project[{i}] ({item['name']}) has status {status!r}",
+                              f"use one of {', '.join(PROJECT_STATUSES)} (PEP 792)")
+        if reason is not None and not isinstance(reason, str):
+            raise IndexError_("index.status-invalid", f"{path}: project[{i}].reason must be a string", 'write reason = "why"')
+        out[canonicalize_name(item["name"])] = ProjectStatus(status, reason or None)
+    return out
 
 
 def _read_metadata(wheel: Path, name: str, version: str) -> bytes:
@@ -241,10 +288,11 @@ def _upload_time(built_at: str | None) -> str | None:
     return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _html_page(title: str, body: str) -> str:
+def _html_page(title: str, body: str, meta: tuple[tuple[str, str], ...] = ()) -> str:
+    extra = "".join(f'<meta name="{_attr(k)}" content="{_attr(v)}">\n' for k, v in meta)
     return (
         "<!DOCTYPE html>\n<html>\n<head>\n"
-        f'<meta name="pypi:repository-version" content="{API_VERSION}">\n'
+        f'<meta name="pypi:repository-version" content="{API_VERSION}">\n{extra}'
         f"<title>{html.escape(title)}</title>\n</head>\n<body>\n"
         f"<h1>{html.escape(title)}</h1>\n{body}</body>\n</html>\n"
     )
@@ -258,8 +306,13 @@ def render_root(projects: dict[str, list[IndexFile]]) -> tuple[str, str]:
     return body, json.dumps(doc, indent=1) + "\n"
 
 
-def render_project(project: str, files: list[IndexFile], files_url: str = "../../files/") -> tuple[str, str]:
-    """(HTML, JSON) of ``/simple/<project>/``; both list the same files with the same hashes."""
+def render_project(project: str, files: list[IndexFile], files_url: str = "../../files/", *,
+                   status: ProjectStatus | None = None, versions: list[str] | None = None) -> tuple[str, str]:
+    """(HTML, JSON) of ``/simple/<project>/``; both list the same files with the same hashes.
+
+    ``status`` (PEP 792) adds ``pypi:project-status`` meta tags and the JSON ``project-status``;
+    ``versions`` overrides the version list (a quarantined project lists versions but no files).
+    """
     anchors = []
     entries = []
     for f in files:
@@ -267,10 +320,11 @@ def render_project(project: str, files: list[IndexFile], files_url: str = "../..
         attrs = [f'href="{_attr(url)}#sha256={f.sha256}"']
         if f.requires_python:
             attrs.append(f'data-requires-python="{_attr(f.requires_python)}"')
-        md = f"sha256={f.metadata_sha256}"
-        # PEP 714 renamed the attribute; older pips only read the PEP 658 spelling, so write both.
-        attrs.append(f'data-core-metadata="{md}"')
-        attrs.append(f'data-dist-info-metadata="{md}"')
+        if f.metadata is not None:
+            md = f"sha256={f.metadata_sha256}"
+            # PEP 714 renamed the attribute; older pips only read the PEP 658 spelling, so write both.
+            attrs.append(f'data-core-metadata="{md}"')
+            attrs.append(f'data-dist-info-metadata="{md}"')
         if f.yanked is not None:
             attrs.append(f'data-yanked="{_attr(f.yanked)}"')
         anchors.append(f"<a {' '.join(attrs)}>{html.escape(f.filename)}</a><br>\n")
@@ -281,16 +335,24 @@ def render_project(project: str, files: list[IndexFile], files_url: str = "../..
             "requires-python": f.requires_python,
             "size": f.size,
             "yanked": f.yanked if f.yanked else (f.yanked is not None),
-            "core-metadata": {"sha256": f.metadata_sha256},
-            "data-dist-info-metadata": {"sha256": f.metadata_sha256},
         }
+        if f.metadata is not None:
+            item["core-metadata"] = {"sha256": f.metadata_sha256}
+            item["data-dist-info-metadata"] = {"sha256": f.metadata_sha256}
         upload = _upload_time(f.built_at)
         if upload:
             item["upload-time"] = upload
         entries.append(item)
-    versions = sorted({f.version for f in files}, key=_version_key)
-    doc = {"meta": {"api-version": API_VERSION}, "name": project, "versions": versions, "files": entries}
-    return _html_page(f"Links for {project}", "".join(anchors)), json.dumps(doc, indent=1) + "\n"
+    if versions is None:
+        versions = sorted({f.version for f in files}, key=_version_key)
+    doc: dict = {"meta": {"api-version": API_VERSION}, "name": project}
+    meta: tuple[tuple[str, str], ...] = ()
+    if status is not None:
+        # PEP 792 "JSON index" example: {"status": ..., "reason": ...}; HTML: two meta tags.
+        doc["project-status"] = {"status": status.status, **({"reason": status.reason} if status.reason else {})}
+        meta = (("pypi:project-status", status.status),) + ((("pypi:project-status-reason", status.reason),) if status.reason else ())
+    doc.update({"versions": versions, "files": entries})
+    return _html_page(f"Links for {project}", "".join(anchors), meta), json.dumps(doc, indent=1) + "\n"
 
 
 def _version_key(v: str):
@@ -357,15 +419,30 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
+def _write_new(path: str, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
 def _write(path: Path, data: str | bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
 
 
-def write_tree(files: list[IndexFile], root: Path, wheelhouse: Path) -> None:
-    """Write the whole static tree for ``files`` into the empty folder ``root``."""
+def write_tree(files: list[IndexFile], root: Path, wheelhouse: Path, *, statuses: Mapping[str, ProjectStatus] | None = None,
+               quarantined: Mapping[str, list[str]] | None = None) -> None:
+    """Write the whole static tree for ``files`` into the empty folder ``root``.
+
+    ``quarantined`` maps projects whose files are withheld (PEP 792) to their versions: they get
+    a page with their status and no links, and none of their files are written.
+    """
     generated_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    projects: dict[str, list[IndexFile]] = {}
+    statuses = statuses or {}
+    quarantined = quarantined or {}
+    projects: dict[str, list[IndexFile]] = {p: [] for p in quarantined}
     for f in files:
         projects.setdefault(f.project, []).append(f)
     projects = dict(sorted(projects.items()))
@@ -378,13 +455,15 @@ def write_tree(files: list[IndexFile], root: Path, wheelhouse: Path) -> None:
     linked_logs: set[str] = set()
     for f in files:
         dst = os.path.join(files_dir, f.filename)
-        _link_or_copy(f.wheel_path, dst)
-        fd = os.open(dst + ".metadata", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            os.write(fd, f.metadata)
-        finally:
-            os.close(fd)
+        if f.data is not None:
+            _write_new(dst, f.data)
+        else:
+            assert f.wheel_path is not None
+            _link_or_copy(f.wheel_path, dst)
+        if f.metadata is not None:
+            _write_new(dst + ".metadata", f.metadata)
         for side in f.sidecars:
+            assert f.entry_dir is not None
             _link_or_copy(os.path.join(f.entry_dir, side), f"{dst}.{side}")
         if f.log is not None and f.log.name not in linked_logs:
             linked_logs.add(f.log.name)
@@ -394,13 +473,13 @@ def write_tree(files: list[IndexFile], root: Path, wheelhouse: Path) -> None:
     _write(root / "simple" / "index.html", html_root)
     _write(root / "simple" / "index.json", json_root)
     for project, pfiles in projects.items():
-        h, j = render_project(project, pfiles)
+        h, j = render_project(project, pfiles, status=statuses.get(project), versions=quarantined.get(project))
         _write(root / "simple" / project / "index.html", h)
         _write(root / "simple" / project / "index.json", j)
 
     for asset in ("page.css", "page.js"):
         _write(root / "_page" / asset, _page_asset(asset))
-    _write(root / "index.html", render_page(files, generated_at))
+    _write(root / "index.html", render_page([f for f in files if f.is_plain_wheel], generated_at))
     gen = {"generated_at": generated_at, "projects": len(projects), "files": len(files), "api-version": API_VERSION}
     _write(root / "generation.json", json.dumps(gen, indent=1) + "\n")
 
@@ -443,26 +522,46 @@ def swap_in(new: Path, target: Path) -> None:
     shutil.rmtree(old)
 
 
-def build_index(wheelhouse: str | os.PathLike, *, rehash: bool = False) -> IndexResult:
-    """Regenerate ``wheelhouse/index/`` from every entry; atomic for readers, serialized for writers."""
+def build_index(wheelhouse: str | os.PathLike, *, rehash: bool = False, variants: bool = False) -> IndexResult:
+    """Regenerate ``wheelhouse/index/`` from every entry; atomic for readers, serialized for writers.
+
+    ``variants``: also publish each CUDA wheel as a PEP 825 variant twin plus the
+    ``{name}-{version}-variants.json`` files (:mod:`wheelforge.serving.variants`).
+    """
     t0 = time.perf_counter()
     wheelhouse = Path(wheelhouse)
     files, warnings = collect(wheelhouse, rehash=rehash)
+    statuses = load_project_status(wheelhouse)
+    present = {f.project for f in files}
+    warnings += [f"project-status.toml names {p}, which no entry holds; ignored" for p in sorted(set(statuses) - present)]
+    statuses = {p: s for p, s in statuses.items() if p in present}
+    # PEP 792: a quarantined project's files are not offered at all (page, files/, variants).
+    quarantined = {p: sorted({f.version for f in files if f.project == p}, key=_version_key)
+                   for p, s in statuses.items() if s.status == "quarantined"}
+    files = [f for f in files if f.project not in quarantined]
     (wheelhouse / "locks").mkdir(exist_ok=True)
     with FileLock(str(wheelhouse / "locks" / "index.lock")):
+        extra: list[IndexFile] = []
+        if variants:
+            from wheelforge.serving.variants import index_files
+
+            extra, variant_warnings = index_files(wheelhouse, files)
+            warnings += variant_warnings
+        listed = sorted(files + extra, key=lambda f: (f.project, f.filename))
         scratch = Path(tempfile.mkdtemp(prefix=".index-new-", dir=wheelhouse))
         try:
             tree = scratch / "index"
-            write_tree(files, tree, wheelhouse)
+            write_tree(listed, tree, wheelhouse, statuses=statuses, quarantined=quarantined)
             swap_in(tree, wheelhouse / "index")
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     return IndexResult(
         path=wheelhouse / "index",
-        projects=len({f.project for f in files}),
-        files=len(files),
+        projects=len(present),
+        files=len(listed),
         seconds=time.perf_counter() - t0,
         warnings=warnings,
+        variant_files=len(extra),
     )
 
 
@@ -513,8 +612,12 @@ def require_hashes(source: str | os.PathLike, pins: list[str] | tuple[str, ...])
     return "\n".join(lines) + "\n"
 
 
-def _wheel_version(filename: str) -> str:
-    return str(parse_wheel_filename(filename)[1])
+def _wheel_version(filename: str) -> str | None:
+    """The version in a wheel's name; None for a PEP 825 variant wheel, whose name pip cannot install."""
+    try:
+        return str(parse_wheel_filename(filename)[1])
+    except InvalidWheelFilename:
+        return None
 
 
 def print_config(base_url: str, pins: list[str] | tuple[str, ...], source: str | os.PathLike | None = None) -> str:

@@ -11,6 +11,7 @@ table is reloaded within a second.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import stat
@@ -41,6 +42,16 @@ _TYPES = {
 }
 TEXT_HTML = "text/html; charset=utf-8"
 
+#: A file name's bytes never change (the identity rule), so caches may keep them for good.
+IMMUTABLE = "public, max-age=31536000, immutable"
+#: Pages (``/``, ``/simple/``, ``/simple/<project>/``) and ``*-variants.json`` change whenever
+#: ``invoke index`` runs.  pip 26 keeps /simple/ answers by their Cache-Control (pip 26.3's
+#: index/collector.py, pypa/pip#5670): 60 s lets one resolve, and installs within a minute,
+#: skip the network while a rebuild shows up a minute later at most; the ETag makes a forced
+#: refresh (pip --refresh-package, uv --refresh) a 304.  PEP 825's index file is mutable too
+#: (new variants of a version can arrive), so it gets the same answer, not ``immutable``.
+SHORT_LIVED = "public, max-age=60"
+
 
 @dataclass(frozen=True)
 class Resource:
@@ -49,6 +60,13 @@ class Resource:
     path: str
     size: int
     immutable: bool = False
+    etag: str | None = None  # pages and other inline bodies
+
+    @property
+    def cache_control(self) -> str:
+        if self.immutable:
+            return IMMUTABLE
+        return SHORT_LIVED if self.path.endswith("-variants.json") else "no-cache"
 
 
 @dataclass(frozen=True)
@@ -121,7 +139,9 @@ class Tree:
         ext = path.suffix if path.suffix in _TYPES else ""
         ctype = _TYPES.get(ext, "application/octet-stream")
         body = path.read_bytes() if st.st_size <= INLINE_LIMIT else None
-        return Resource(ctype, body, str(path), st.st_size, immutable=path.parent.name == "files")
+        etag = f'"{hashlib.sha256(body).hexdigest()[:32]}"' if body is not None else None
+        immutable = path.parent.name == "files" and not path.name.endswith("-variants.json")
+        return Resource(ctype, body, str(path), st.st_size, immutable=immutable, etag=etag)
 
     def _load(self) -> None:
         # os.walk without followlinks and lstat: a symlink in the tree is never served.
@@ -209,20 +229,32 @@ class App:
                     await self._send(send, 406, f"acceptable: {SIMPLE_JSON}, {SIMPLE_HTML}, text/html\n".encode(), "text/plain; charset=utf-8", head=head, vary=True)
                     return
                 res = page.json if ctype == SIMPLE_JSON else page.html
-                await self._send(send, 200, res.body or b"", ctype, head=head, vary=True)
+                await self._send_page(send, scope, res, ctype, head=head, vary=True)
                 return
-            await self._send(send, 200, page.html.body or b"", page.html.content_type, head=head)
+            await self._send_page(send, scope, page.html, page.html.content_type, head=head)
             return
 
         res = tree.files.get(path)
         if res is None:
             await self._not_found(send, head)
             return
-        cache = "public, max-age=31536000, immutable" if res.immutable else "no-cache"
+        cache = res.cache_control
         if res.body is not None:
             await self._send(send, 200, res.body, res.content_type, head=head, extra=[("Cache-Control", cache)])
             return
         await self._stream(send, res, head, cache, scope)
+
+    async def _send_page(self, send, scope, res: Resource, ctype: str, *, head: bool, vary: bool = False) -> None:
+        """A page with its short max-age and ETag; ``If-None-Match`` with that ETag gets a 304."""
+        extra = [("Cache-Control", SHORT_LIVED)] + ([("ETag", res.etag)] if res.etag else [])
+        if res.etag:
+            for k, v in scope["headers"]:
+                if k == b"if-none-match" and res.etag in [t.strip().removeprefix("W/") for t in v.decode("latin-1").split(",")]:
+                    headers = [("Content-Type", ctype)] + ([("Vary", "Accept")] if vary else []) + extra
+                    await send({"type": "http.response.start", "status": 304, "headers": _headers(headers)})
+                    await send({"type": "http.response.body", "body": b""})
+                    return
+        await self._send(send, 200, res.body or b"", ctype, head=head, vary=vary, extra=extra)
 
     async def _simple_redirect(self, path: str, tree: Tree, send, head: bool):
         """``/simple/Some_Name`` and ``/simple/Some_Name/`` go to ``/simple/some-name/`` if that project exists."""

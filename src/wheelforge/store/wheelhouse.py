@@ -219,14 +219,18 @@ class Wheelhouse:
 
 
 def make_manifest(*, key: str, recipe: str, version: str, project: str, wheel: Path, sha256: str,
-                  target: Mapping[str, Any], archs_found: list[str], built_at: str, build_seconds: float) -> dict[str, Any]:
-    """entry.json, every field of the contract present."""
-    return {
+                  target: Mapping[str, Any], archs_found: list[str], built_at: str, build_seconds: float,
+                  archs_ptx: list[str] | None = None) -> dict[str, Any]:
+    """entry.json, every field of the contract present (``archs_ptx`` from the builds that record it)."""
+    manifest = {
         "schema": SCHEMA, "key": key, "recipe": recipe, "version": version, "project": project,
         "wheel": wheel.name, "sha256": sha256, "size": wheel.stat().st_size,
         "target": {k: target[k] for k in ("archs", "cuda", "python", "label")},
         "archs_found": list(archs_found), "built_at": built_at, "build_seconds": round(build_seconds, 3), "verify": None,
     }
+    if archs_ptx is not None:
+        manifest["archs_ptx"] = list(archs_ptx)
+    return manifest
 
 
 def write_json(path: Path, data: Any) -> None:
