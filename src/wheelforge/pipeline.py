@@ -242,9 +242,14 @@ def _prepare(recipe: Recipe, *, version: str | None, settings: Settings, facts: 
     torch_ext = "torch" in recipe.build.recipes or any(r.split("=")[0].split(">")[0].split("<")[0].strip() == "torch" for r in recipe.build.requires)
     lenv = launcher_env(settings, facts, torch_extension=torch_ext)
     uv = _uv(settings) if isolation else None
+    site = None
+    if recipe.build.nvidia and not isolation:  # the nvidia wheels are the target interpreter's: ask it where they are
+        from .nvidia_wheels import probe_interpreter
+
+        site = probe_interpreter(settings.target.python)[0]
     plan = make_plan(recipe, pin.version, settings.target, facts, workdir=workdir, patches=patch_list,
                      build_deps=deps, isolation=isolation, jobs=jobs[0], jobs_reason=jobs[1], source=source,
-                     tree_hash=tree_hash, launcher_env=lenv, uv=uv)
+                     tree_hash=tree_hash, launcher_env=lenv, uv=uv, build_env_site=site)
     return _Prepared(recipe, plan, facts, lenv)
 
 
@@ -459,6 +464,7 @@ def _attempt(prep: _Prepared, wh: Wheelhouse, scratch: Path, *, settings: Settin
             raise BuildError("build.version-hook", f"{recipe.name} built version {info.version}, expected {plan.full_version}",
                              f"the recipe's version hook did not take; set local_version = \"rewrite\" in {recipe.path} or fix its env")
         rel = relocate.analyze(wheel, plan.target["cuda"])
+        rel = rel.with_versions(_built_against(plan, rel, say))
         for line in rel.lines():
             say(f"# needs: {line}")
         for need in rel.unknown:
@@ -487,6 +493,23 @@ def _attempt(prep: _Prepared, wh: Wheelhouse, scratch: Path, *, settings: Settin
         say(f"{recipe.name}: built {entry.wheel} in {seconds:.1f} s (compile {run.phase_seconds.get('compile', 0):.1f} s)")
     return BuildResult(recipe=recipe.name, key=plan.key, wheel=entry.wheel, entry_dir=entry.path, noop=False, seconds=seconds,
                        cache=cache_line, notes=[n.soname for n in rel.unknown])
+
+
+def _built_against(plan: BuildPlan, rel: Any, say: Echo) -> dict[str, str]:
+    """Versions to pin the wheel's nvidia-* requirements to: the recipe's [nvidia_versions], overridden by
+    what the build interpreter actually has installed (what the build compiled against)."""
+    from .nvidia_wheels import probe_interpreter, requirement_name
+
+    pins = dict(plan.nvidia.get("versions", {}))
+    dists = sorted({requirement_name(r) for r in rel.requirements})
+    if dists:
+        python = plan.commands[-1].argv[0]
+        installed = probe_interpreter(python, dists)[1]
+        for dist, version in sorted(installed.items()):
+            if pins.get(dist, version) != version:
+                say(f"# note: {dist} {version} is installed in the build env, the recipe pins {pins[dist]}: pinning {version}")
+        pins.update(installed)
+    return pins
 
 
 def _base() -> dict[str, str]:

@@ -20,7 +20,9 @@ from . import __version__
 from .arch import check_toolkit_supports, cmake_cuda_architectures, expected_sass, torch_cuda_arch_list
 from .config import Target
 from .errors import PlanError
-from .recipe import ArchiveSource, GitSource, PathSource, Recipe, SdistSource, Source
+from .nvidia_wheels import NvidiaBuild, runtime_requirements, versions_for
+from .nvidia_wheels import expand as expand_nvidia
+from .recipe import ArchiveSource, GitSource, PathSource, Recipe, SdistSource, Source, dep_version_placeholder
 from .toolchain import ToolchainFacts
 
 
@@ -82,6 +84,8 @@ class BuildPlan:
     key_inputs: Mapping[str, Any]
     key: str
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # [build] nvidia expanded: build requirements and the distribution -> version pins for Requires-Dist
+    nvidia: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -127,6 +131,7 @@ def make_plan(
     platform: str = "linux_x86_64",
     launcher_env: Mapping[str, str] | None = None,
     uv: str | None = None,
+    build_env_site: str | None = None,
 ) -> BuildPlan:
     """Turn inputs into a plan.  ``patches`` are ``(file, sha256)`` pairs in series order.
 
@@ -135,6 +140,8 @@ def make_plan(
     which speed the build up but cannot change its output, so they are not keyed either.
     ``uv`` (a path) fills the build venv with uv instead of pip: the same requirements, so not
     keyed; the resolved build-dependency versions are what the key holds.
+    ``build_env_site`` is the site-packages of the interpreter that builds (``--no-isolation``: the
+    target's; with isolation it is derived from ``workdir``); the ``{nvidia_*}`` placeholders point into it.
     """
     pin = recipe.pin(version)
     version = pin.version
@@ -177,17 +184,30 @@ def make_plan(
         "jobs": str(jobs),
         "python_tag": target.python_tag,
     }
-    env = {k: v.format(**values) for k, v in sorted(recipe.env.items())}
+    for dep in build_deps:
+        values[dep_version_placeholder(dep.recipe or dep.name)] = dep.version
+    srcdir, envdir, outdir = workdir / "src", workdir / "env", workdir / "out"
+    if isolation and build_env_site is None:
+        build_env_site = str(envdir / "lib" / f"python{target.python_version}" / "site-packages")
+    uses_nvidia = bool(recipe.build.nvidia or recipe.nvidia_versions)
+    nvidia_versions = versions_for(recipe.nvidia_versions, cuda) if uses_nvidia else {}
+    nvidia = expand_nvidia(recipe.build.nvidia, cuda, nvidia_versions, build_env_site) if uses_nvidia else NvidiaBuild((), {})
+    values.update(nvidia.placeholders)
+    values["nvidia_requires"] = "|".join(runtime_requirements(nvidia_versions, cuda))
+    try:
+        env = {k: v.format(**values) for k, v in sorted(recipe.env.items())}
+    except KeyError as exc:
+        raise PlanError("plan.placeholder", f"{recipe.name}: placeholder {{{exc.args[0]}}} has no value for this build",
+                        "the nvidia paths need the build interpreter's site-packages: plan with isolation, or let the pipeline probe it") from None
     env.setdefault("CUDA_HOME", values["cuda_home"])
     env.setdefault("MAX_JOBS", str(jobs))
     env.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", str(jobs))
     env.update(launcher_env or {})
 
-    srcdir, envdir, outdir = workdir / "src", workdir / "env", workdir / "out"
     python = str(envdir / "bin" / "python") if isolation else target.python
     commands: list[Command] = []
     if isolation:
-        installs = [*recipe.build.requires, *(d.requirement for d in build_deps)]
+        installs = [*recipe.build.requires, *nvidia.requirements, *(d.requirement for d in build_deps)]
         if uv:
             # --seed: the compile step runs the venv's own pip (`pip wheel`)
             commands.append(Command((uv, "venv", "--seed", "--python", target.python, str(envdir)), str(workdir), "env"))
@@ -238,4 +258,5 @@ def make_plan(
         commands=tuple(commands), wheel_name=wheel_filename(recipe.project, full_version, tag, platform),
         local_version_hook=recipe.local_version, expected_sass=tuple(expected_sass(target.archs)),
         key_inputs=key_inputs, key=sha256_hex(canonical_json(key_inputs)), notes=tuple(notes),
+        nvidia=nvidia.to_json() if uses_nvidia else {},
     )
