@@ -242,14 +242,16 @@ def _prepare(recipe: Recipe, *, version: str | None, settings: Settings, facts: 
     torch_ext = "torch" in recipe.build.recipes or any(r.split("=")[0].split(">")[0].split("<")[0].strip() == "torch" for r in recipe.build.requires)
     lenv = launcher_env(settings, facts, torch_extension=torch_ext)
     uv = _uv(settings) if isolation else None
-    site = None
-    if recipe.build.nvidia and not isolation:  # the nvidia wheels are the target interpreter's: ask it where they are
-        from .nvidia_wheels import probe_interpreter
+    site, installed = None, None
+    if recipe.build.nvidia and not isolation and facts.cuda_version:
+        # the nvidia wheels are the target interpreter's: ask it where they are and which versions it has
+        from .nvidia_wheels import nvidia_wheel, probe_interpreter
 
-        site = probe_interpreter(settings.target.python)[0]
+        dists = [nvidia_wheel(k, facts.cuda_version).distribution for k in recipe.build.nvidia]
+        site, installed = probe_interpreter(settings.target.python, dists)
     plan = make_plan(recipe, pin.version, settings.target, facts, workdir=workdir, patches=patch_list,
                      build_deps=deps, isolation=isolation, jobs=jobs[0], jobs_reason=jobs[1], source=source,
-                     tree_hash=tree_hash, launcher_env=lenv, uv=uv, build_env_site=site)
+                     tree_hash=tree_hash, launcher_env=lenv, uv=uv, build_env_site=site, nvidia_installed=installed)
     return _Prepared(recipe, plan, facts, lenv)
 
 

@@ -132,6 +132,7 @@ def make_plan(
     launcher_env: Mapping[str, str] | None = None,
     uv: str | None = None,
     build_env_site: str | None = None,
+    nvidia_installed: Mapping[str, str] | None = None,
 ) -> BuildPlan:
     """Turn inputs into a plan.  ``patches`` are ``(file, sha256)`` pairs in series order.
 
@@ -142,6 +143,8 @@ def make_plan(
     keyed; the resolved build-dependency versions are what the key holds.
     ``build_env_site`` is the site-packages of the interpreter that builds (``--no-isolation``: the
     target's; with isolation it is derived from ``workdir``); the ``{nvidia_*}`` placeholders point into it.
+    ``nvidia_installed`` (``--no-isolation``) holds the versions of the ``[build] nvidia`` wheels that
+    interpreter has: what the build compiles against, so they are keyed.
     """
     pin = recipe.pin(version)
     version = pin.version
@@ -248,6 +251,8 @@ def make_plan(
         "build_requires": list(recipe.build.requires),
         "isolation": isolation,
     }
+    if nvidia_installed:
+        key_inputs["nvidia_installed"] = dict(sorted(nvidia_installed.items()))
     notes = list(toolchain.notes)
     if recipe.local_version == "rewrite":
         notes.append("the local version label is written into the wheel's METADATA and RECORD after the build")

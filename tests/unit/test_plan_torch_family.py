@@ -97,3 +97,13 @@ def test_nvidia_paths_do_not_change_the_key(target):
     b = make_plan(find_recipe("cuda-libs-demo", recipe_dirs(None, env={})), None, target, FACTS,
                   workdir=PurePosixPath("/elsewhere"), tree_hash="t" * 64)
     assert a.key == b.key and a.env["CMAKE_ARGS"] != b.env["CMAKE_ARGS"]
+
+
+def test_no_isolation_keys_the_installed_nvidia_versions(target):
+    site = "/opt/venv/lib/python3.11/site-packages"
+    a = _plan("cuda-libs-demo", target, isolation=False, build_env_site=site, tree_hash="t" * 64,
+              nvidia_installed={"nvidia-cudnn-cu12": "9.19.0.56", "nvidia-cublas-cu12": "12.8.4.1"})
+    b = _plan("cuda-libs-demo", target, isolation=False, build_env_site=site, tree_hash="t" * 64,
+              nvidia_installed={"nvidia-cudnn-cu12": "9.26.0.51", "nvidia-cublas-cu12": "12.8.4.1"})
+    assert a.key != b.key and a.key_inputs["nvidia_installed"]["nvidia-cudnn-cu12"] == "9.19.0.56"
+    assert "nvidia_installed" not in _plan("cuda-libs-demo", target, tree_hash="t" * 64).key_inputs
