@@ -38,6 +38,18 @@ def test_plan_torch_for_cuda_12_8_without_that_toolkit():
     assert "CUDA 12.8" in out.stderr  # says the toolkit is not here and a build would stop
 
 
+@pytest.mark.parametrize("name", ["torchvision", "torchaudio"])
+def test_plan_torch_family_pins_the_torch_given(name):
+    # a labelled pin needs no lookup: CUDA 12.8 from "+cu128"
+    out = invoke("plan", name, "--cuda", "12.8", "--with", "torch==2.15.0+cu128", "--json")
+    assert out.returncode == 0, out.stderr
+    plan = json.loads(out.stdout)
+    assert plan["env"]["PYTORCH_VERSION"] == "2.15.0+cu128"
+    env_step = next(s for s in plan["steps"] if s["name"] == "env")
+    assert "torch==2.15.0+cu128" in env_step["commands"][1]["argv"]
+    assert plan["build_deps"][0]["identity"] == "pypi:torch==2.15.0+cu128"
+
+
 def test_bad_input_is_two_lines_and_an_exit_code():
     out = invoke("plan", "torch", "--arch", "sm_999")
     assert out.returncode == 2

@@ -7,6 +7,8 @@ pass against zeros), scaled so outputs are O(1); tolerances below are stated per
 from __future__ import annotations
 
 import math
+import re
+from importlib.metadata import requires
 
 import pytest
 from postbuild_support import import_or_fail
@@ -64,6 +66,30 @@ def test_cuda_version_is_target(torch, target):
     got = ".".join(torch.version.cuda.split(".")[:2])
     want = ".".join(target.cuda.split(".")[:2])
     assert got == want, f"torch.version.cuda is {torch.version.cuda}, target is CUDA {want}"
+
+
+def test_official_feature_set_is_built(torch):
+    # cuDNN, NCCL (distributed) and cuSPARSELt, as in PyPI's CUDA wheels; all compile-time facts, no GPU needed
+    assert torch.backends.cudnn.is_available(), "built without cuDNN"
+    assert torch.distributed.is_available() and torch.distributed.is_nccl_available(), "built without NCCL"
+    assert torch.backends.cusparselt.is_available(), "built without cuSPARSELt"
+
+
+def test_requires_triton_and_pinned_nvidia_wheels(torch):
+    reqs = [r for r in requires("torch") or [] if "extra ==" not in r]
+    assert any(re.match(r"^triton\b", r) for r in reqs), f"torch does not require triton (torch.compile needs it): {reqs}"
+    for lib in ("cudnn", "nccl", "cusparselt"):
+        assert any(re.match(rf"^nvidia-{lib}-cu\d+\s*==", r) for r in reqs), f"no pinned nvidia-{lib} wheel in {reqs}"
+
+
+def test_cuda_libraries_load_from_nvidia_wheels(torch):
+    torch.backends.cudnn.version()  # loads cuDNN if the import did not
+    with open("/proc/self/maps", encoding="utf-8") as f:
+        paths = {line.split()[-1] for line in f if ".so" in line and "/" in line}
+    for name in ("libcudnn.so.", "libnccl.so.", "libcusparseLt.so."):
+        hits = sorted(p for p in paths if p.rsplit("/", 1)[-1].startswith(name))
+        assert hits, f"{name}* is not loaded"
+        assert all("/nvidia/" in p for p in hits), f"{name}* loaded from {hits}, not from an nvidia-* wheel"
 
 
 # --------------------------------------------------------------------------- kernels (GPU)
@@ -139,3 +165,18 @@ def test_elementwise_matches_cpu(torch, cuda, seed):
     # IEEE addition is correctly rounded on both sides: fp16 sums must be bit-identical.
     xh, yh = x.half(), y.half()
     assert torch.equal((xh.to(cuda) + yh.to(cuda)).cpu(), xh + yh), f"seed {seed}: fp16 add differs"
+
+
+@pytest.mark.gpu
+def test_torch_compile_matches_eager(torch, cuda, seed):
+    """Inductor generates and runs Triton kernels: needs the triton the wheel requires.  On a CUDA 12.8 driver
+    triton's bundled ptxas may be too new (docs/pytorch-family.md: TRITON_PTXAS_BLACKWELL_PATH)."""
+    def fn(x, y):
+        return torch.nn.functional.gelu(x @ y) * torch.sigmoid(y.sum(0))
+
+    x = _randn(torch, seed, 64, 128, scale=1 / math.sqrt(128)).to(cuda)
+    y = _randn(torch, seed + 1, 128, 96).to(cuda)
+    want = fn(x, y)
+    got = torch.compile(fn)(x, y)
+    # fp32 throughout; Inductor may fuse and reorder the pointwise tail: 1e-4.
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4, msg=lambda m: f"seed {seed}: {m}")

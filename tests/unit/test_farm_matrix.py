@@ -160,3 +160,20 @@ def test_read_wheelhouse_skips_half_written(tmp_path):
     (root / "failures" / "k3.json").write_text("{not json")
     entries, failures = farm.read_wheelhouse(root)
     assert [e["key"] for e in entries] == ["k1"] and failures == []
+
+
+def test_bundled_torch_family_builds_after_torch(target):
+    """recipes/torchvision.toml and torchaudio.toml compile against torch: stage 1, needing the torch job."""
+    from wheelforge.model.recipe import all_recipes, recipe_dirs
+
+    bundled = all_recipes(recipe_dirs(None, env={}))
+    m = farm.build_matrix(bundled, target, names=["torchvision", "torchaudio"], pythons=["3.11", "3.12"])
+    assert m.added == ("torch",)
+    ids = [j.id for j in m.jobs]
+    torch_jobs = [i for i in ids if i.startswith("torch-2.15.0-")]
+    assert torch_jobs == ["torch-2.15.0-cp311-sm120", "torch-2.15.0-cp312-sm120"]
+    for name in ("torchvision", "torchaudio"):
+        (job,) = [j for j in m.jobs if j.recipe == name]
+        assert job.stage == 1 and job.needs == ("torch-2.15.0-cp311-sm120",)
+        assert all(ids.index(n) < ids.index(job.id) for n in job.needs)
+    assert [j["recipe"] for j in farm.to_github(m, stage=1)["include"]] == ["torchaudio", "torchvision"]

@@ -96,3 +96,35 @@ def test_unknown_version(tmp_path):
     with pytest.raises(RecipeError) as exc:
         r.pin("9.9")
     assert "0.9.0, 1.0.0" in exc.value.hint
+
+
+NVIDIA_BAD = [
+    # (replace old -> new, expected key, expected reason fragment)
+    ('recipes = []', 'recipes = []\nnvidia = ["cudart"]', "build.nvidia", "'cudart' is not a known NVIDIA library"),
+    ('recipes = []', 'recipes = []\n[nvidia_versions.cu11]\ncudnn = "9.1.0.70"', "nvidia_versions.cu11", "not a CUDA major"),
+    ('recipes = []', 'recipes = []\n[nvidia_versions.cu12]\nmagma = "2.9"', "nvidia_versions.cu12.magma", "not a known NVIDIA library"),
+    ('recipes = []', 'recipes = []\n[nvidia_versions.cu12]\ncudnn = "nine"', "nvidia_versions.cu12.cudnn", "'nine' is not a version"),
+    # a library's placeholders exist only when [build] nvidia lists it; {torch_version} only with a torch dependency
+    ('BUILD_VERSION = "{full_version}"', 'BUILD_VERSION = "{full_version}"\nX = "{nvidia_cudnn_include}"', "env.X",
+     "unknown placeholder {nvidia_cudnn_include}"),
+    ('BUILD_VERSION = "{full_version}"', 'BUILD_VERSION = "{full_version}"\nPYTORCH_VERSION = "{torch_version}"',
+     "env.PYTORCH_VERSION", "unknown placeholder {torch_version}"),
+]
+
+
+@pytest.mark.parametrize("old,new,key,reason", NVIDIA_BAD, ids=[b[2] for b in NVIDIA_BAD])
+def test_bad_nvidia_fields_name_file_key_reason(tmp_path, old, new, key, reason):
+    path = write(tmp_path, VALID.replace(old, new, 1))
+    with pytest.raises(RecipeError) as exc:
+        load_recipe(path)
+    assert f"key '{key}'" in exc.value.message and reason in exc.value.message, exc.value.message
+
+
+def test_nvidia_fields_and_their_placeholders_load(tmp_path):
+    text = VALID.replace('recipes = []', 'recipes = ["torch"]\nnvidia = ["cudnn"]\n[nvidia_versions.cu12]\ncudnn = "9.26.0.51"')
+    text = text.replace('BUILD_VERSION = "{full_version}"',
+                        'BUILD_VERSION = "{full_version}"\nCUDNN = "{nvidia_cudnn_library}"\nPYTORCH_VERSION = "{torch_version}"')
+    r = load_recipe(write(tmp_path, text))
+    assert r.build.nvidia == ("cudnn",) and r.nvidia_versions == {"cu12": {"cudnn": "9.26.0.51"}}
+    assert r.to_json()["build"]["nvidia"] == ["cudnn"] and r.to_json()["nvidia_versions"] == {"cu12": {"cudnn": "9.26.0.51"}}
+    assert "nvidia" not in load_recipe(write(tmp_path, VALID)).to_json()["build"]  # old keys unchanged for old recipes

@@ -43,3 +43,54 @@ def test_pin_and_cuda_resolution_helpers() -> None:
     assert cuda_from_requires_dist(["filelock", "nvidia-cuda-runtime-cu12==12.8.90; platform_system == 'Linux'"]) == "12.8"
     assert cuda_from_requires_dist(["nvidia-cuda-runtime==13.2.51; platform_system == 'Linux'"]) == "13.2"
     assert cuda_from_requires_dist(["numpy"]) is None
+
+
+def test_cuda13_layout_cudnn_keeps_its_folder_and_suffix() -> None:
+    needs = classify("pkg/_C.so", ["libcublas.so.13", "libcublasLt.so.13", "libcudnn.so.9", "libnccl.so.2",
+                                   "libcusparseLt.so.0", "libnvshmem_host.so.3"], [], [], "13.0")
+    got = {n.soname: (n.detail, n.rpath) for n in needs}
+    assert got["libcublas.so.13"] == ("nvidia-cublas", "$ORIGIN/../nvidia/cu13/lib")
+    assert got["libcublasLt.so.13"] == ("nvidia-cublas", "$ORIGIN/../nvidia/cu13/lib")
+    assert got["libcudnn.so.9"] == ("nvidia-cudnn-cu13", "$ORIGIN/../nvidia/cudnn/lib")
+    assert got["libnccl.so.2"] == ("nvidia-nccl-cu13", "$ORIGIN/../nvidia/nccl/lib")
+    assert got["libcusparseLt.so.0"] == ("nvidia-cusparselt-cu13", "$ORIGIN/../nvidia/cusparselt/lib")
+    assert got["libnvshmem_host.so.3"] == ("nvidia-nvshmem-cu13", "$ORIGIN/../nvidia/nvshmem/lib")
+    report = RelocationReport(needs)
+    assert report.fixes == {"pkg/_C.so": ["$ORIGIN/../nvidia/cu13/lib", "$ORIGIN/../nvidia/cudnn/lib",
+                                          "$ORIGIN/../nvidia/nccl/lib", "$ORIGIN/../nvidia/cusparselt/lib",
+                                          "$ORIGIN/../nvidia/nvshmem/lib"]}
+
+
+def test_torch_layout_cuda12_rpaths_match_the_official_wheels() -> None:
+    # torch/lib/*.so sit two folders below site-packages: $ORIGIN/../../nvidia/<lib>/lib, as
+    # .ci/manywheel/repair_wheel.py cuda_rpaths() writes them for CUDA 12 (pytorch/pytorch)
+    needs = classify("torch/lib/libtorch_cuda.so", ["libcudart.so.12", "libcusparseLt.so.0", "libnvToolsExt.so.1"],
+                     [], [], "12.8")
+    assert [n.rpath for n in needs] == ["$ORIGIN/../../nvidia/cuda_runtime/lib", "$ORIGIN/../../nvidia/cusparselt/lib",
+                                        "$ORIGIN/../../nvidia/nvtx/lib"]
+
+
+def test_already_reachable_pip_folder_needs_no_rpath() -> None:
+    (need,) = classify("pkg/_C.so", ["libcudnn.so.9"], ["$ORIGIN/../nvidia/cudnn/lib"], [], "13.0")
+    assert (need.source, need.detail, need.rpath) == ("pip", "nvidia-cudnn-cu13", "")
+    assert RelocationReport([need]).fixes == {}
+
+
+def test_with_versions_pins_what_the_build_env_had() -> None:
+    needs = classify("pkg/_C.so", ["libcublas.so.13", "libcudnn.so.9", "libcudart.so.13"], [], [], "13.0")
+    pinned = RelocationReport(needs).with_versions({"nvidia-cublas": "13.1.0.3", "NVIDIA_cudnn_cu13": "9.26.0.51"})
+    assert pinned.requirements == ["nvidia-cublas==13.1.0.3", "nvidia-cuda-runtime==13.0.*", "nvidia-cudnn-cu13==9.26.0.51"]
+    assert pinned.fixes == RelocationReport(needs).fixes  # RPATHs unchanged
+
+
+def test_fix_adds_no_requirement_the_metadata_already_declares(tmp_path) -> None:
+    import zipfile
+
+    from wheelforge.binaries.relocate import _undeclared
+
+    wheel = tmp_path / "pkg-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("pkg-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: pkg\nVersion: 1.0\n"
+                    "Requires-Dist: nvidia-cudnn-cu12==9.26.0.51; platform_system == \"Linux\"\n"
+                    "Requires-Dist: nvidia-nccl-cu12; extra == \"dist\"\n\n")
+    assert _undeclared(wheel, ["nvidia-cudnn-cu12==9.26.0.51", "nvidia-nccl-cu12==2.30.7"]) == ["nvidia-nccl-cu12==2.30.7"]

@@ -12,9 +12,10 @@ A relocatable CUDA wheel needs only the NVIDIA driver on the target machine.  Ev
 * ``system``   -- the manylinux system set (glibc, libstdc++, libgcc_s, ...);
 * ``unknown``  -- anything else: reported, since the target may not have it.
 
-Library layout on PyPI: CUDA 12 wheels are ``nvidia-<lib>-cu12`` installing into
-``nvidia/<lib>/lib``; CUDA 13 wheels drop the suffix (``nvidia-cuda-runtime``,
-``nvidia-cublas``) and install into ``nvidia/cu13/lib``.
+Library layout on PyPI (``wheelforge.model.nvidia_wheels`` holds the table): CUDA 12 wheels are
+``nvidia-<lib>-cu12`` installing into ``nvidia/<lib>/lib``; CUDA 13 wheels of the toolkit's
+libraries drop the suffix (``nvidia-cuda-runtime``, ``nvidia-cublas``) and install into
+``nvidia/cu13/lib``, while cuDNN, NCCL, cuSPARSELt and NVSHMEM keep ``-cu13`` and their folder.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ import shutil
 import sys
 import tempfile
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from wheelforge.host import process
@@ -56,38 +58,16 @@ class PipLib:
     tracks_cuda: bool  # its version follows the toolkit's (12.8.x for CUDA 12.8): pin ==<cuda>.*
 
 
-#: soname stem -> (CUDA 12 package, its dir, tracks-cuda); CUDA 13 names drop "-cu12" and share nvidia/cu13/lib.
-_PIP_STEMS: dict[str, tuple[str, str, bool]] = {
-    "libcudart": ("nvidia-cuda-runtime", "cuda_runtime", True),
-    "libnvrtc": ("nvidia-cuda-nvrtc", "cuda_nvrtc", True),
-    "libnvrtc-builtins": ("nvidia-cuda-nvrtc", "cuda_nvrtc", True),
-    "libcupti": ("nvidia-cuda-cupti", "cuda_cupti", True),
-    # cuBLAS has its own version line (13.1.x ships with CUDA 13.0 updates): no minor pin.
-    "libcublas": ("nvidia-cublas", "cublas", False),
-    "libcublasLt": ("nvidia-cublas", "cublas", False),
-    "libnvJitLink": ("nvidia-nvjitlink", "nvjitlink", True),
-    "libcufft": ("nvidia-cufft", "cufft", False),
-    "libcurand": ("nvidia-curand", "curand", False),
-    "libcusparse": ("nvidia-cusparse", "cusparse", False),
-    "libcusolver": ("nvidia-cusolver", "cusolver", False),
-    "libnvToolsExt": ("nvidia-nvtx", "nvtx", False),
-    # cuDNN and NCCL keep a -cuXX suffix on both majors and their own folders.
-    "libcudnn": ("nvidia-cudnn", "cudnn", False),
-    "libnccl": ("nvidia-nccl", "nccl", False),
-}
-_SUFFIXED_ALWAYS = {"nvidia-cudnn", "nvidia-nccl"}
-
-
 def pip_lib_for(soname: str, cuda_version: str) -> PipLib | None:
-    stem = soname.split(".so", 1)[0]
-    hit = _PIP_STEMS.get(stem)
-    if hit is None:
+    """The NVIDIA wheel that ships ``soname`` for this CUDA major (table: ``wheelforge.model.nvidia_wheels``)."""
+    from wheelforge.model.nvidia_wheels import MAJORS, wheel_for_soname
+
+    if Version(cuda_version).major not in MAJORS:
         return None
-    base, folder, tracks = hit
-    major = Version(cuda_version).major
-    if major <= 12 or base in _SUFFIXED_ALWAYS:
-        return PipLib(f"{base}-cu{major}", f"nvidia/{folder}/lib", tracks)
-    return PipLib(base, f"nvidia/cu{major}/lib", tracks)
+    wheel = wheel_for_soname(soname, cuda_version)
+    if wheel is None:
+        return None
+    return PipLib(wheel.distribution, wheel.libdir, wheel.lib.tracks_cuda)
 
 
 def requirement_for(lib: PipLib, cuda_version: str) -> str:
@@ -124,6 +104,18 @@ class RelocationReport:
             if n.rpath and n.source in ("pip", "wheel-unreachable") and n.rpath not in out.setdefault(n.file, []):
                 out[n.file].append(n.rpath)
         return {k: v for k, v in out.items() if v}
+
+    def with_versions(self, versions: Mapping[str, str]) -> "RelocationReport":
+        """Pin each ``pip`` need whose distribution has a version here (``{"nvidia-cudnn-cu13": "9.26.0.51"}``):
+        the versions the build compiled against, so the wheel requires exactly those."""
+        from wheelforge.model.nvidia_wheels import requirement_name
+
+        pins = {canonicalize_name(k): v for k, v in versions.items()}
+        out = []
+        for n in self.needs:
+            name = requirement_name(n.detail) if n.source == "pip" else ""
+            out.append(replace(n, detail=f"{name}=={pins[name]}") if name in pins else n)
+        return RelocationReport(out)
 
     def to_dict(self) -> dict:
         return {"requirements": self.requirements, "unknown": [n.__dict__ for n in self.unknown],
@@ -206,7 +198,9 @@ def classify(file: str, needed: Sequence[str], paths: Sequence[str], wheel_files
             continue
         lib = pip_lib_for(soname, cuda_version)
         if lib is not None:
-            out.append(Need(file, soname, "pip", requirement_for(lib, cuda_version), _rel_origin(file, lib.libdir)))
+            # already on the search path (a wheel relocated before): nothing to add
+            rpath = "" if lib.libdir in reachable else _rel_origin(file, lib.libdir)
+            out.append(Need(file, soname, "pip", requirement_for(lib, cuda_version), rpath))
             continue
         out.append(Need(file, soname, "unknown"))
     return out
@@ -235,11 +229,27 @@ def patchelf_path() -> str:
     return found
 
 
+def _undeclared(wheel: str | Path, requirements: Sequence[str]) -> list[str]:
+    """The requirements whose distribution the wheel's METADATA does not already require (PyTorch declares its
+    nvidia-* pins itself, through PYTORCH_EXTRA_INSTALL_REQUIREMENTS)."""
+    import email.parser
+
+    from wheelforge.model.nvidia_wheels import requirement_name
+
+    with zipfile.ZipFile(wheel) as zf:
+        meta = next((n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")), None)
+        text = zf.read(meta).decode("utf-8", "replace") if meta else ""
+    declared = {requirement_name(r) for r in (email.parser.Parser().parsestr(text).get_all("Requires-Dist") or [])
+                if "extra ==" not in r}
+    return [r for r in requirements if requirement_name(r) not in declared]
+
+
 def fix(wheel: str | Path, report: RelocationReport, out_dir: str | Path, *, echo: Echo = silent) -> Path:
+
     """Add the RPATH entries and Requires-Dist lines the report asks for; returns the (new) wheel."""
     from wheelforge.binaries.wheelmeta import rewrite_wheel
 
-    fixes, reqs = report.fixes, report.requirements
+    fixes, reqs = report.fixes, _undeclared(wheel, report.requirements)
     if not fixes and not reqs:
         return Path(wheel)
     replace: dict[str, bytes] = {}

@@ -158,9 +158,18 @@ def make_recipe_plan(recipe: Recipe, req: Request, deps: Sequence[BuildDependenc
         tree_hash = hash_tree(source.path, stat_cache=stat_cache_dir(settings.cache))
     lenv = launcher_env(settings, req.facts, torch_extension=recipe.builds_against("torch"))
     jobs, jobs_reason = choose_jobs(recipe.ram_per_job_gb, override=settings.jobs)
+    site, installed = None, None
+    if recipe.build.nvidia and req.no_isolation and req.facts.cuda_version:
+        # the nvidia wheels are the target interpreter's: ask it where they are and which versions it has
+        from wheelforge.host.python_env import probe_interpreter
+        from wheelforge.model.nvidia_wheels import nvidia_wheel
+
+        dists = [nvidia_wheel(k, req.facts.cuda_version).distribution for k in recipe.build.nvidia]
+        site, installed = probe_interpreter(settings.target.python, dists)
     return make_plan(recipe, pin.version, settings.target, req.facts, patches=patch_list, build_deps=deps,
                      isolation=not req.no_isolation, jobs=jobs, jobs_reason=jobs_reason, source=source, tree_hash=tree_hash,
-                     launcher_env=lenv, uv=_uv(settings) if not req.no_isolation else None, verify=req.verify)
+                     launcher_env=lenv, uv=_uv(settings) if not req.no_isolation else None, verify=req.verify,
+                     build_env_site=site, nvidia_installed=installed)
 
 
 def _uv(settings: Settings) -> str | None:

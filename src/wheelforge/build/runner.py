@@ -57,14 +57,17 @@ class Attempt:
         self.log.flush()
         self.reporter.log(line)
 
-    def path(self, text: str) -> Path:
-        return Path(text.replace(WORK, str(self.work)))
+    @property
+    def env(self) -> dict[str, str]:
+        """The plan's environment with ``{work}`` filled in."""
+        return {k: v.replace(WORK, str(self.work)) for k, v in self.plan.env.items()}
 
 
-def command_env(plan: BuildPlan, command: Command, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+def command_env(a: Attempt, command: Command) -> dict[str, str]:
     """The exact environment a (resolved) command runs with."""
-    env = base_env(environ)
-    env.update(plan.env)
+    plan = a.plan
+    env = base_env(a.environ)
+    env.update(a.env)
     venv = Path(command.argv[0]).parent.parent
     if plan.isolation and (venv / "pyvenv.cfg").is_file():
         # commands run by the build env's python get its bin first: its cmake/ninja, not the host's

@@ -72,8 +72,8 @@ def run(step: RunStep, a: Attempt) -> None:
     from wheelforge.build.runner import command_env
     from wheelforge.host.process import base_env, stream
 
-    launcher = compiler_cache.launcher_of(a.plan.env) if step.compiler_cache else None
-    cache_env = {**base_env(a.environ), **a.plan.env}
+    launcher = compiler_cache.launcher_of(a.env) if step.compiler_cache else None
+    cache_env = {**base_env(a.environ), **a.env}
     if launcher:
         compiler_cache.start(launcher, cache_env, echo=a.say)
     tracker = StepTracker(phase=step.name)
@@ -83,7 +83,7 @@ def run(step: RunStep, a: Attempt) -> None:
             a.reporter.progress(tracker.done, tracker.total)
 
     for command in step.commands:
-        env = command_env(a.plan, command, a.environ)
+        env = command_env(a, command)
         a.reporter.log("$ " + command.shell())
         result = stream(command.argv, env=env, cwd=command.cwd, log=a.log, on_line=on_line)
         if result.returncode != 0:
@@ -149,6 +149,7 @@ def relocate(step: RelocateStep, a: Attempt) -> None:
 
     assert a.wheel is not None
     report = reloc.analyze(a.wheel, step.cuda)
+    report = report.with_versions(_built_against(a, report))
     for line in report.lines():
         a.say(f"# needs: {line}")
     for need in report.unknown:
@@ -156,6 +157,25 @@ def relocate(step: RelocateStep, a: Attempt) -> None:
         a.say(f"# warning: {need.file} needs {need.soname}, which neither the wheel, the driver, an nvidia-* wheel nor the manylinux set provides")
     a.wheel = reloc.fix(a.wheel, report, a.work / "fixed", echo=a.say)
     a.relocation = report
+
+
+def _built_against(a: Attempt, report) -> dict[str, str]:  # noqa: ANN001 - a RelocationReport
+    """Versions to pin the wheel's nvidia-* requirements to: the recipe's [nvidia_versions], overridden by
+    what the build interpreter actually has installed (what the build compiled against)."""
+    from wheelforge.host.python_env import probe_interpreter
+    from wheelforge.model.nvidia_wheels import requirement_name
+    from wheelforge.model.plan import resolve_work
+
+    pins = dict(a.plan.nvidia.get("versions", {}))
+    dists = sorted({requirement_name(r) for r in report.requirements})
+    if dists:
+        python = resolve_work(a.plan.commands[-1].argv[0], str(a.work))
+        installed = probe_interpreter(python, dists)[1]
+        for dist, version in sorted(installed.items()):
+            if pins.get(dist, version) != version:
+                a.say(f"# note: {dist} {version} is installed in the build env, the recipe pins {pins[dist]}: pinning {version}")
+        pins.update(installed)
+    return pins
 
 
 def audit(step: AuditStep, a: Attempt) -> None:

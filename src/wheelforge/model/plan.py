@@ -250,6 +250,8 @@ class BuildPlan:
     key_inputs: Mapping[str, Any]
     key: str
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # [build] nvidia expanded: build requirements and the distribution -> version pins for Requires-Dist
+    nvidia: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def commands(self) -> tuple[Command, ...]:
@@ -268,7 +270,7 @@ class BuildPlan:
             "isolation": self.isolation, "jobs": self.jobs, "jobs_reason": self.jobs_reason, "env": dict(self.env),
             "steps": [s.to_json() for s in self.steps], "wheel_name": self.wheel_name,
             "expected_sass": list(self.expected_sass), "key_inputs": dict(self.key_inputs), "key": self.key,
-            "notes": list(self.notes),
+            "notes": list(self.notes), **({"nvidia": dict(self.nvidia)} if self.nvidia else {}),
         }
 
 

@@ -17,6 +17,8 @@ from wheelforge.model.arch import check_toolkit_supports, cmake_cuda_architectur
 from wheelforge.model.errors import PlanError
 from wheelforge.model.facts import ToolchainFacts
 from wheelforge.model.kinds import KINDS, KindContext
+from wheelforge.model.nvidia_wheels import NvidiaBuild, runtime_requirements, versions_for
+from wheelforge.model.nvidia_wheels import expand as expand_nvidia
 from wheelforge.model.plan import (
     WORK,
     AuditStep,
@@ -37,7 +39,7 @@ from wheelforge.model.plan import (
     resolve_work,
     sha256_hex,
 )
-from wheelforge.model.recipe import ArchiveSource, GitSource, PathSource, Recipe, SdistSource, Source
+from wheelforge.model.recipe import ArchiveSource, GitSource, PathSource, Recipe, SdistSource, Source, dep_version_placeholder
 from wheelforge.model.settings import Target
 
 
@@ -105,6 +107,8 @@ def make_plan(
     launcher_env: Mapping[str, str] | None = None,
     uv: str | None = None,
     verify: bool = True,
+    build_env_site: str | None = None,
+    nvidia_installed: Mapping[str, str] | None = None,
 ) -> BuildPlan:
     """Turn inputs into a plan.  ``patches`` are ``(file, sha256)`` pairs in series order.
 
@@ -113,6 +117,10 @@ def make_plan(
     up but cannot change its output, so they are not keyed.  ``uv`` (a path) fills the build
     venv with uv instead of pip: the same requirements, so not keyed.  ``verify`` adds the
     post-build suite as the last step.
+    ``build_env_site`` is the site-packages of the interpreter that builds (``--no-isolation``: the
+    target's; with isolation, the build venv's); the ``{nvidia_*}`` placeholders point into it.
+    ``nvidia_installed`` (``--no-isolation``) holds the versions of the ``[build] nvidia`` wheels that
+    interpreter has: what the build compiles against, so they are keyed.
     """
     pin = recipe.pin(version)
     version = pin.version
@@ -135,7 +143,20 @@ def make_plan(
         "jobs": str(jobs),
         "python_tag": target.python_tag,
     }
-    env = {k: v.format(**values) for k, v in sorted(recipe.env.items())}
+    for dep in build_deps:
+        values[dep_version_placeholder(dep.recipe or dep.name)] = dep.version
+    if isolation and build_env_site is None:
+        build_env_site = f"{WORK}/env/lib/python{target.python_version}/site-packages"
+    uses_nvidia = bool(recipe.build.nvidia or recipe.nvidia_versions)
+    nvidia_versions = versions_for(recipe.nvidia_versions, cuda) if uses_nvidia else {}
+    nvidia = expand_nvidia(recipe.build.nvidia, cuda, nvidia_versions, build_env_site) if uses_nvidia else NvidiaBuild((), {})
+    values.update(nvidia.placeholders)
+    values["nvidia_requires"] = "|".join(runtime_requirements(nvidia_versions, cuda))
+    try:
+        env = {k: v.format(**values) for k, v in sorted(recipe.env.items())}
+    except KeyError as exc:
+        raise PlanError("plan.placeholder", f"{recipe.name}: placeholder {{{exc.args[0]}}} has no value for this build",
+                        "the nvidia paths need the build interpreter's site-packages: plan with isolation, or let the pipeline probe it") from None
     env.setdefault("CUDA_HOME", cuda_home)
     env.setdefault("MAX_JOBS", str(jobs))
     env.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", str(jobs))
@@ -144,7 +165,7 @@ def make_plan(
     kind = KINDS[recipe.kind]
     ctx = KindContext(
         recipe=recipe, version=version, full_version=full_version, target_python=target.python, isolation=isolation,
-        installs=(*recipe.build.requires, *(d.requirement for d in build_deps)), uv=uv,
+        installs=(*recipe.build.requires, *nvidia.requirements, *(d.requirement for d in build_deps)), uv=uv,
         compiler_cache=(launcher_env or {}).get("CMAKE_CXX_COMPILER_LAUNCHER"), values=values,
     )
     patch_specs = tuple(PatchSpec(f, h, str(recipe.patch_dir / f)) for f, h in patches)
@@ -176,12 +197,15 @@ def make_plan(
         "build_requires": list(recipe.build.requires),
         "isolation": isolation,
     }
+    if nvidia_installed:
+        key_inputs["nvidia_installed"] = dict(sorted(nvidia_installed.items()))
     key = sha256_hex(canonical_json(key_inputs))
     steps.append(StoreStep("store", key))
     if verify:
         steps.append(VerifyStep("verify", recipe.test_module, tuple(recipe.runtime_requires)))
     if str(workdir) != WORK:
         steps = [_rebase(s, str(workdir)) for s in steps]
+        env = {k: v.replace(WORK, str(workdir)) for k, v in env.items()}
 
     notes = list(toolchain.notes)
     if recipe.local_version == "rewrite":
@@ -192,7 +216,7 @@ def make_plan(
         source=planned_source, patches=patch_specs, target=target_spec, toolchain=toolchain_spec, build_deps=deps,
         isolation=isolation, jobs=jobs, jobs_reason=jobs_reason, env=env, steps=tuple(steps),
         wheel_name=wheel_filename(recipe.project, full_version, tag, platform), expected_sass=tuple(archs),
-        key_inputs=key_inputs, key=key, notes=tuple(notes),
+        key_inputs=key_inputs, key=key, notes=tuple(notes), nvidia=nvidia.to_json() if uses_nvidia else {},
     )
 
 

@@ -22,6 +22,8 @@ from packaging.version import InvalidVersion, Version
 
 from wheelforge.model import bundled
 from wheelforge.model.errors import RecipeError
+from wheelforge.model.nvidia_wheels import LIBS as NVIDIA_LIBS
+from wheelforge.model.nvidia_wheels import placeholder_names as nvidia_placeholders
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -39,6 +41,7 @@ PLACEHOLDERS: Mapping[str, str] = {
     "cuda_home": "toolkit root, e.g. /usr/local/cuda-12.8",
     "jobs": "parallel compile jobs chosen from memory and cores",
     "python_tag": "target Python tag, e.g. cp311",
+    "nvidia_requires": "the [nvidia_versions] pins for the target CUDA major, '|'-separated (PYTORCH_EXTRA_INSTALL_REQUIREMENTS form)",
 }
 
 #: The build kinds a recipe may name; each is a strategy in wheelforge.model.kinds.
@@ -114,6 +117,8 @@ class VersionPin:
 class BuildDeps:
     requires: tuple[str, ...] = ()
     recipes: tuple[str, ...] = ()
+    # NVIDIA libraries compiled against, from their pip wheels in the build env (wheelforge.model.nvidia_wheels keys)
+    nvidia: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,8 @@ class Recipe:
     cmake_arch_rewrite: str = "none"
     description: str = ""
     wheel_tag: str = "{python_tag}-{python_tag}"  # python-abi part of the wheel name
+    # CUDA major ("cu12") -> library key -> exact version: build env and Requires-Dist pins
+    nvidia_versions: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @property
     def patch_dir(self) -> Path:
@@ -172,7 +179,10 @@ class Recipe:
             "project": self.project,
             "kind": self.kind,
             "env": dict(sorted(self.env.items())),
-            "build": {"requires": list(self.build.requires), "recipes": list(self.build.recipes)},
+            "build": {"requires": list(self.build.requires), "recipes": list(self.build.recipes),
+                      **({"nvidia": list(self.build.nvidia)} if self.build.nvidia else {})},
+            **({"nvidia_versions": {k: dict(sorted(v.items())) for k, v in sorted(self.nvidia_versions.items())}}
+               if self.nvidia_versions else {}),
             "ram_per_job_gb": self.ram_per_job_gb,
             "local_version": self.local_version,
             "cmake_arch_rewrite": self.cmake_arch_rewrite,
@@ -300,17 +310,6 @@ def load_recipe(path: str | os.PathLike[str]) -> Recipe:
     runtime_requires = tuple(_requirements(r, "runtime_requires"))
 
     # env template: values may use only the documented placeholders
-    env_r = r.table("env")
-    env: dict[str, str] = {}
-    for key in env_r.data:
-        value = env_r.get(key, str)
-        if not _ENV_NAME.match(key):
-            raise env_r.fail(key, "is not a valid environment variable name")
-        for _, field_name, _, _ in string.Formatter().parse(value):
-            if field_name is not None and field_name not in PLACEHOLDERS:
-                raise env_r.fail(key, f"uses unknown placeholder {{{field_name}}}", f"known placeholders: {', '.join(PLACEHOLDERS)}")
-        env[key] = value
-
     build_r = r.table("build")
     requires = tuple(_requirements(build_r, "requires"))
     dep_recipes = tuple(build_r.get("recipes", list, [], what="a list of recipe names"))
@@ -319,7 +318,25 @@ def load_recipe(path: str | os.PathLike[str]) -> Recipe:
             raise build_r.fail("recipes", f"{dep!r} is not a recipe name")
         if dep == name:
             raise build_r.fail("recipes", "a recipe cannot depend on itself")
+    nvidia = tuple(build_r.get("nvidia", list, [], what="a list of NVIDIA library names"))
+    for lib in nvidia:
+        if not isinstance(lib, str) or lib not in NVIDIA_LIBS:
+            raise build_r.fail("nvidia", f"{lib!r} is not a known NVIDIA library", f"use some of: {', '.join(sorted(NVIDIA_LIBS))}")
     build_r.reject_unknown()
+    nvidia_versions = _nvidia_versions(r)
+
+    # env template: values may use only the documented placeholders, the [build] nvidia ones and {<dep>_version}
+    known = {*PLACEHOLDERS, *nvidia_placeholders(nvidia), *(dep_version_placeholder(d) for d in dep_recipes)}
+    env_r = r.table("env")
+    env: dict[str, str] = {}
+    for key in env_r.data:
+        value = env_r.get(key, str)
+        if not _ENV_NAME.match(key):
+            raise env_r.fail(key, "is not a valid environment variable name")
+        for _, field_name, _, _ in string.Formatter().parse(value):
+            if field_name is not None and field_name not in known:
+                raise env_r.fail(key, f"uses unknown placeholder {{{field_name}}}", f"known placeholders: {', '.join(sorted(known))}")
+        env[key] = value
 
     patches: list[PatchRef] = []
     for i, item in enumerate(r.get("patches", list, [], what="a list of tables ([[patches]])")):
@@ -364,11 +381,36 @@ def load_recipe(path: str | os.PathLike[str]) -> Recipe:
     return Recipe(
         name=name, project=canonicalize_name(project), kind=kind, path=path.resolve(),
         default_version=default_version, versions=versions, env=env,
-        build=BuildDeps(requires=requires, recipes=dep_recipes), ram_per_job_gb=float(ram),
+        build=BuildDeps(requires=requires, recipes=dep_recipes, nvidia=nvidia), ram_per_job_gb=float(ram),
         local_version=local_version, patches=tuple(patches), test_module=test_module,
         runtime_requires=runtime_requires, cmake_arch_rewrite=rewrite, description=description,
-        wheel_tag=wheel_tag,
+        wheel_tag=wheel_tag, nvidia_versions=nvidia_versions,
     )
+
+
+def dep_version_placeholder(recipe: str) -> str:
+    """``{torch_version}``: the version of build dependency ``torch`` as pip compares it (local label included)."""
+    return recipe.replace("-", "_").replace(".", "_") + "_version"
+
+
+def _nvidia_versions(r: _Reader) -> dict[str, dict[str, str]]:
+    table = r.table("nvidia_versions", {})
+    out: dict[str, dict[str, str]] = {}
+    for major in table.data:
+        if not re.fullmatch(r"cu1[2-9]", major):
+            raise table.fail(major, "is not a CUDA major", "use cu12 or cu13")
+        libs = table.table(major)
+        out[major] = {}
+        for lib in libs.data:
+            version = libs.get(lib, str)
+            if lib not in NVIDIA_LIBS:
+                raise libs.fail(lib, "is not a known NVIDIA library", f"use some of: {', '.join(sorted(NVIDIA_LIBS))}")
+            try:
+                Version(version)
+            except InvalidVersion:
+                raise libs.fail(lib, f"{version!r} is not a version", "copy the exact version from PyPI") from None
+            out[major][lib] = version
+    return out
 
 
 def _requirements(r: _Reader, key: str) -> list[str]:

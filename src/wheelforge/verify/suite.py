@@ -44,12 +44,16 @@ MODULE_BY_PROJECT = {
     "torch": "test_torch.py",
     "xformers": "test_xformers.py",
     "llama-cpp-python": "test_llama_cpp.py",
+    "torchvision": "test_torchvision.py",
+    "torchaudio": "test_torchaudio.py",
+    "cuda-libs-demo": "test_cuda_libs_demo.py",
 }
 #: Test tools the venv needs beside the wheel, per suite module.
 TEST_REQUIRES: dict[str, tuple[str, ...]] = {
     "": ("pytest>=8.0",),
     "test_llama_cpp.py": ("gguf>=0.10", "numpy>=1.26"),
     "test_demo_cuda.py": ("numpy>=1.26",),
+    "test_cuda_libs_demo.py": ("numpy>=1.26",),
 }
 _MISMATCH = re.compile(r"GPU \S+ is not covered by this wheel: .*")
 
