@@ -15,7 +15,13 @@ from index_support import LABEL, WheelSpec, add_entry, make_wheelhouse  # noqa: 
 
 import wheelforge.serving.index as index_mod  # noqa: E402
 from wheelforge.model.errors import IndexError_  # noqa: E402
-from wheelforge.serving.index import build_index, print_config, require_hashes  # noqa: E402
+from wheelforge.serving.index import build_index as serve_verified_only, print_config, require_hashes  # noqa: E402
+
+
+def build_index(wheelhouse, **kw):
+    """The fixture wheelhouse holds a verified, a failed and an unverified entry; these tests check how each is
+    rendered, so they index all three (the default serves verified wheels only: test_index_gating.py)."""
+    return serve_verified_only(wheelhouse, include_unverified=True, **kw)
 
 WHEEL = f"demo_pkg-1.0.0+{LABEL}-py3-none-any.whl"
 

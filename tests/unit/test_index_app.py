@@ -13,7 +13,13 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from index_support import make_wheelhouse  # noqa: E402
 
-from wheelforge.serving.index import SIMPLE_HTML, SIMPLE_JSON, build_index  # noqa: E402
+from wheelforge.serving.index import SIMPLE_HTML, SIMPLE_JSON, build_index as serve_verified_only  # noqa: E402
+
+
+def build_index(wheelhouse, **kw):
+    """The fixture wheelhouse holds a verified, a failed and an unverified entry; these tests check how each is
+    rendered, so they index all three (the default serves verified wheels only: test_index_gating.py)."""
+    return serve_verified_only(wheelhouse, include_unverified=True, **kw)
 from wheelforge.serving.server import App, negotiate  # noqa: E402
 
 

@@ -14,7 +14,13 @@ from test_index_app import call  # noqa: E402
 from variant_support import add_cuda_entry  # noqa: E402
 
 from wheelforge.model.errors import IndexError_  # noqa: E402
-from wheelforge.serving.index import SIMPLE_JSON, build_index  # noqa: E402
+from wheelforge.serving.index import SIMPLE_JSON, build_index as serve_verified_only  # noqa: E402
+
+
+def build_index(wheelhouse, **kw):
+    """The fixture wheelhouse holds a verified, a failed and an unverified entry; these tests check how each is
+    rendered, so they index all three (the default serves verified wheels only: test_index_gating.py)."""
+    return serve_verified_only(wheelhouse, include_unverified=True, **kw)
 from wheelforge.serving.server import IMMUTABLE, SHORT_LIVED, App  # noqa: E402
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from wheelforge.model.settings import resolve_settings
 from wheelforge.model.errors import ArchError, PlanError
+from wheelforge.model.lock import BuildLock, LockedPackage
 from wheelforge.model.plan import BuildDependency
 from wheelforge.model.planner import make_plan
 from wheelforge.model.recipe import load_recipe
@@ -73,6 +74,10 @@ def test_key_stable_across_processes(tmp_path):
     assert out.stdout.strip() == plan.key
 
 
+LOCK = BuildLock(recipe="demo-pkg", python="cp311", platform="manylinux_x86_64", input_digest="sha256:" + "0" * 64,
+                 packages=(LockedPackage("setuptools", "80.9.0", "1" * 64), LockedPackage("wheel", "0.45.1", "2" * 64)),
+                 path="/recipes/locks/demo-pkg/cp311.txt")
+
 DEP = BuildDependency("torch", "2.15.0", "sha256:" + "b" * 64, "/wh/torch.whl", cuda_version="12.8", recipe="torch")
 
 CHANGES = {
@@ -80,7 +85,8 @@ CHANGES = {
     "arch": dict(target="ARCH"),
     "cuda": dict(facts=dataclasses.replace(FACTS, cuda_version="12.9")),
     "host_compiler": dict(facts=dataclasses.replace(FACTS, host_compiler=Tool("/usr/bin/g++", "13.1.0"))),
-    "cmake": dict(facts=dataclasses.replace(FACTS, cmake=Tool("/usr/bin/cmake", "4.0.0"))),
+    "nvcc_patch_release": dict(facts=dataclasses.replace(FACTS, nvcc_version="12.8.93")),
+    "build_lock_file": dict(lock="changed"),
     "python": dict(target="PY"),
     "patch_digest": dict(patches=[("0001-fix.patch", "c" * 64)]),
     "patch_added": dict(patches=[("0001-fix.patch", "a" * 64), ("0002-more.patch", "d" * 64)]),
@@ -101,6 +107,9 @@ def test_key_sensitive_to_each_input(tmp_path, name):
         kw["target"] = _target(tmp_path, arch="9.0;12.0")
     elif kw.get("target") == "PY":
         kw["target"] = dataclasses.replace(_target(tmp_path), python_version="3.99")
+    if kw.get("lock") == "changed":
+        base = _plan(tmp_path, build_deps=[], lock=LOCK).key
+        kw["lock"] = dataclasses.replace(LOCK, packages=(LOCK.packages[0], dataclasses.replace(LOCK.packages[1], sha256="9" * 64)))
     changed = _plan(tmp_path, **kw).key
     assert changed != base, name
 
@@ -146,3 +155,30 @@ def test_target_cuda_must_match_facts(tmp_path):
     with pytest.raises(PlanError) as exc:
         _plan(tmp_path, target=_target(tmp_path, cuda="13.0"))
     assert exc.value.id == "plan.cuda-mismatch"
+
+
+def test_cmake_on_path_is_keyed_only_without_isolation(tmp_path):
+    """With isolation the build runs the locked build venv's cmake, so the one on PATH cannot change the bytes."""
+    other = dataclasses.replace(FACTS, cmake=Tool("/opt/fake/cmake", "4.0.0"))
+    assert _plan(tmp_path, lock=LOCK).key == _plan(tmp_path, lock=LOCK, facts=other).key
+    assert _plan(tmp_path, isolation=False).key != _plan(tmp_path, isolation=False, facts=other).key
+
+
+def test_the_lock_fills_the_build_venv_with_hashes_required(tmp_path):
+    plan = _plan(tmp_path, lock=LOCK, build_deps=[DEP])
+    lock_cmd, deps_cmd = plan.commands[1].argv, plan.commands[2].argv
+    assert lock_cmd[-4:] == ("--require-hashes", "--no-deps", "-r", LOCK.path) and "setuptools>=64" not in lock_cmd
+    assert deps_cmd[-1] == DEP.requirement
+    assert plan.key_inputs["build_lock"] == [{"name": "setuptools", "version": "80.9.0", "sha256": "1" * 64},
+                                             {"name": "wheel", "version": "0.45.1", "sha256": "2" * 64}]
+    assert "build_requires" not in plan.key_inputs
+
+
+def test_label_names_ptx_and_the_torch_an_extension_is_bound_to(tmp_path):
+    ptx = _plan(tmp_path, target=_target(tmp_path, arch="12.0+PTX"))
+    assert ptx.full_version == "1.0.0+cu128.sm120ptx"
+    recipe_text = VALID.replace("recipes = []", 'recipes = ["torch"]')
+    a = _plan(tmp_path, recipe_text=recipe_text, build_deps=[DEP])
+    b = _plan(tmp_path, recipe_text=recipe_text, build_deps=[dataclasses.replace(DEP, version="2.11.0+cu128", identity="pypi:torch==2.11.0+cu128")])
+    assert a.full_version == "1.0.0+cu128.sm120.torch2.15.0" and b.full_version == "1.0.0+cu128.sm120.torch2.11.0"
+    assert a.wheel_name != b.wheel_name

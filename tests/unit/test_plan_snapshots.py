@@ -14,6 +14,7 @@ import pytest
 
 from wheelforge.model import bundled
 from wheelforge.model.facts import Tool, ToolchainFacts
+from wheelforge.model.lock import read as read_lock
 from wheelforge.model.plan import BuildDependency
 from wheelforge.model.planner import make_plan
 from wheelforge.model.recipe import PathSource, all_recipes, recipe_dirs
@@ -40,7 +41,8 @@ def plan_json(name: str) -> str:
     pin = recipe.pin(None)
     source = recipe.resolve_source(pin)
     tree = hash_tree(source.path) if isinstance(source, PathSource) else None
-    plan = make_plan(recipe, None, target, FACTS, patches=patch_digests(recipe, pin.version),
+    lock = read_lock(recipe, target.python_tag, FACTS.cuda_version)
+    plan = make_plan(recipe, None, target, FACTS, patches=patch_digests(recipe, pin.version), lock=lock,
                      build_deps=[PINNED[d] for d in recipe.build.recipes], jobs=8, jobs_reason="8 jobs (fixed for the snapshot)",
                      source=source, tree_hash=tree)
     text = json.dumps(plan.to_json(), indent=1, sort_keys=True) + "\n"

@@ -74,10 +74,10 @@ def test_torch_plan_for_cuda_13_takes_the_cu13_wheels(tmp_path):
 def test_family_pins_the_torch_it_compiles_against(name, version, target):
     plan = _plan(name, target, build_deps=[TORCH])
     assert plan.env["PYTORCH_VERSION"] == "2.15.0+cu128.sm120"
-    assert plan.env["BUILD_VERSION"] == f"{version}+cu128.sm120"
+    assert plan.env["BUILD_VERSION"] == f"{version}+cu128.sm120.torch2.15.0"  # the torch it is bound to, in its label
     assert plan.env["TORCH_CUDA_ARCH_LIST"] == "12.0"
     assert plan.commands[1].argv[-1] == "/wh/torch.whl"  # the wheelhouse torch goes into the build env
-    assert plan.wheel_name == f"{name}-{version}+cu128.sm120-py3-none-linux_x86_64.whl"
+    assert plan.wheel_name == f"{name}-{version}+cu128.sm120.torch2.15.0-py3-none-linux_x86_64.whl"
     assert plan.nvidia["versions"] == {"nvidia-cuda-runtime-cu12": "12.8.90"}
     with pytest.raises(PlanError) as exc:
         _plan(name, target)  # no torch resolved

@@ -140,10 +140,13 @@ def rewrite_wheel(
     add_requires: Sequence[str] = (),
     replace: Mapping[str, bytes] | None = None,
     add_dist_info: Mapping[str, bytes] | None = None,
+    build_tag: int | None = None,
 ) -> Path:
     """Write a copy of ``wheel`` into ``out_dir`` with a new version, extra Requires-Dist
     lines, replaced file contents and/or new files in the dist-info folder (``add_dist_info``,
     names relative to it, e.g. ``variant.json``); RECORD is regenerated.  Returns the new path.
+    ``build_tag`` gives the wheel a build number (in its file name and WHEEL's ``Build:``), the
+    wheel spec's way to publish a rebuild of one version under a new name.
 
     The source wheel is left alone (``out_dir`` may be its folder: the new name differs
     when the version changes; otherwise the file is replaced atomically).
@@ -158,9 +161,10 @@ def rewrite_wheel(
         raise BuildError("wheel.version", f"{new_version!r} is not a PEP 440 version", "use e.g. 0.1.0+cu130.sm120") from None
     dist = info.dist_info[: -len(".dist-info")].rsplit("-", 1)[0]  # "demo_cuda" (keeps the backend's spelling)
     new_info = f"{dist}-{new_version}.dist-info"
-    _, _, build_tag, tags = parse_wheel_filename(src.name)
+    _, _, old_tag, tags = parse_wheel_filename(src.name)
     tag_part = src.name[:-4].split("-")[-3:]  # python-abi-platform as written
-    new_name = "-".join([dist, new_version, *([str(build_tag[0]) + build_tag[1]] if build_tag else []), *tag_part]) + ".whl"
+    number = [str(build_tag)] if build_tag is not None else ([str(old_tag[0]) + old_tag[1]] if old_tag else [])
+    new_name = "-".join([dist, new_version, *number, *tag_part]) + ".whl"
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".rewrite-", suffix=".whl", dir=out_dir)
@@ -181,6 +185,9 @@ def rewrite_wheel(
                 new = new_info + name[len(info.dist_info):] if name.startswith(info.dist_info + "/") else name
                 if new == f"{new_info}/METADATA":
                     data = _edit_metadata(data.decode("utf-8"), version, add_requires).encode("utf-8")
+                elif new == f"{new_info}/WHEEL" and build_tag is not None:
+                    lines = [ln for ln in data.decode("utf-8").splitlines() if not ln.startswith("Build:")]
+                    data = ("\n".join([*lines, f"Build: {build_tag}"]) + "\n").encode("utf-8")
                 zi = zipfile.ZipInfo(new, date_time=item.date_time)
                 zi.external_attr = item.external_attr  # keeps executable bits
                 zi.compress_type = zipfile.ZIP_DEFLATED

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from wheelforge.model.errors import ConfigError, WheelforgeError
+from wheelforge.model.errors import ConfigError, Interrupted, VerifyError, WheelforgeError
 from wheelforge.model.facts import ToolchainFacts
 from wheelforge.model.plan import BuildDependency, BuildPlan
 from wheelforge.model.recipe import PathSource, Recipe, find_recipe, recipe_dirs
@@ -40,6 +40,7 @@ class BuildResult:
     cache: str | None = None  # compiler-cache summary line
     verify: str | None = None
     verify_report: Any = None  # wheelforge.verify.suite.VerifyReport when the suite ran now
+    state: str = ""  # the entry's state for people: "verified (gpu kernels on sm_90, ...)", "unverified", "failed"
     notes: list[str] = field(default_factory=list)
 
 
@@ -57,6 +58,7 @@ class Request:
     offline: bool = False
     reporter: Reporter = field(default_factory=Reporter)
     verify_options: Mapping[str, Any] = field(default_factory=dict)  # system_site_packages, extra_wheels...
+    replace: bool = False  # --replace: publish a different wheel under a taken name with the next build number
 
     def for_dependency(self) -> "Request":
         import dataclasses
@@ -158,6 +160,11 @@ def make_recipe_plan(recipe: Recipe, req: Request, deps: Sequence[BuildDependenc
         tree_hash = hash_tree(source.path, stat_cache=stat_cache_dir(settings.cache))
     lenv = launcher_env(settings, req.facts, torch_extension=recipe.builds_against("torch"))
     jobs, jobs_reason = choose_jobs(recipe.ram_per_job_gb, override=settings.jobs)
+    lock = None
+    if not req.no_isolation:
+        from wheelforge.model.lock import read as read_lock
+
+        lock = read_lock(recipe, settings.target.python_tag, req.facts.cuda_version)
     site, installed = None, None
     if recipe.build.nvidia and req.no_isolation and req.facts.cuda_version:
         # the nvidia wheels are the target interpreter's: ask it where they are and which versions it has
@@ -169,7 +176,7 @@ def make_recipe_plan(recipe: Recipe, req: Request, deps: Sequence[BuildDependenc
     return make_plan(recipe, pin.version, settings.target, req.facts, patches=patch_list, build_deps=deps,
                      isolation=not req.no_isolation, jobs=jobs, jobs_reason=jobs_reason, source=source, tree_hash=tree_hash,
                      launcher_env=lenv, uv=_uv(settings) if not req.no_isolation else None, verify=req.verify,
-                     build_env_site=site, nvidia_installed=installed)
+                     build_env_site=site, nvidia_installed=installed, lock=lock)
 
 
 def _uv(settings: Settings) -> str | None:
@@ -204,7 +211,7 @@ def plan_for(recipe_name: str, *, version: str | None = None, settings: Settings
 def build(recipe_names: Sequence[str], *, version: str | None = None, settings: Settings, toolchain: ToolchainFacts | None = None,
           no_isolation: bool = False, with_pins: Sequence[str] = (), source_path: str | os.PathLike[str] | None = None,
           verify: bool = True, offline: bool = False, reporter: Reporter | None = None,
-          verify_options: Mapping[str, Any] | None = None) -> list[BuildResult]:
+          verify_options: Mapping[str, Any] | None = None, replace: bool = False) -> list[BuildResult]:
     """Build each recipe (dependencies first) into the wheelhouse; a key already there is a no-op.
 
     ``version`` and ``source_path`` apply to the named recipes, not to their dependencies.
@@ -216,7 +223,8 @@ def build(recipe_names: Sequence[str], *, version: str | None = None, settings: 
         load_recipe(name, settings)
     req = Request(settings=settings, facts=toolchain or resolve_toolchain(settings), no_isolation=no_isolation,
                   pins=_pins(with_pins), version=version, source_path=str(source_path) if source_path else None,
-                  verify=verify, offline=offline, reporter=reporter or Reporter(), verify_options=dict(verify_options or {}))
+                  verify=verify, offline=offline, reporter=reporter or Reporter(), verify_options=dict(verify_options or {}),
+                  replace=replace)
     order, recipes = _order(recipe_names, req)
     planned: dict[str, BuildPlan] = {}
     results: dict[str, BuildResult] = {}
@@ -230,61 +238,134 @@ def build(recipe_names: Sequence[str], *, version: str | None = None, settings: 
 
 
 def _noop(entry: Entry, recipe: Recipe, t0: float, req: Request) -> BuildResult:
-    req.reporter.note(f"{recipe.name}: up to date -> {entry.wheel}")
+    from wheelforge.store.wheelhouse import describe_state
+
     return BuildResult(recipe=recipe.name, key=entry.key, wheel=entry.wheel, entry_dir=entry.path, noop=True,
-                       seconds=time.monotonic() - t0, verify=entry.manifest.get("verify"))
+                       seconds=time.monotonic() - t0, verify=entry.manifest.get("verify"), state=describe_state(entry.manifest))
+
+
+def _settled(entry: Entry, req: Request) -> bool:
+    """Whether the entry needs nothing more: verified, or unverified when the build was asked not to verify.
+
+    A failed entry under ``--no-verify`` is an error: it must not read as up to date.
+    """
+    state = entry.manifest.get("state") or ("verified" if entry.manifest.get("verify") == "passed" else
+                                            "failed" if entry.manifest.get("verify") == "failed" else "unverified")
+    if state == "verified":
+        return True
+    if not req.verify:
+        if state == "failed":
+            raise VerifyError("verify.failed-before", f"{entry.wheel.name} failed its post-build suite (see {entry.path / 'verify.json'})",
+                              "fix the cause and build again without --no-verify: the suite runs again")
+        return True
+    return False
+
+
+def _why_rebuild(plan: BuildPlan, recipe: Recipe, wh: Wheelhouse, req: Request) -> None:
+    """When an entry of the same recipe, version and target exists, say which key inputs changed."""
+    from wheelforge.store.wheelhouse import differing_inputs
+
+    same = [e for e in wh.all_entries(recipe.name) if e.manifest.get("version") == plan.version
+            and (e.manifest.get("target") or {}).get("label") == plan.target.label
+            and (e.manifest.get("target") or {}).get("python") == plan.target.python and e.manifest.get("key_inputs")]
+    if not same:
+        return
+    newest = max(same, key=lambda e: str(e.manifest.get("built_at", "")))
+    changed = differing_inputs(newest.manifest["key_inputs"], plan.key_inputs)
+    req.reporter.note(f"{recipe.name}: rebuilding: the wheelhouse has {newest.wheel.name} (key {newest.key[:12]}), built from other inputs:")
+    for line in changed:
+        req.reporter.note(f"  {line}")
 
 
 def build_plan(plan: BuildPlan, recipe: Recipe, req: Request) -> BuildResult:
-    """Run ``plan`` under its key's lock, unless the wheelhouse already holds the key."""
+    """Run ``plan`` under its key's lock, unless the wheelhouse already holds the key in a settled state.
+
+    An entry stored but not verified (an interrupted verify, a ``--no-verify`` build) gets only its
+    verify step.  A second build of a key being built waits, says so, and reports the first's outcome.
+    """
+    from filelock import Timeout
+
     t0 = time.monotonic()
     wh = Wheelhouse(req.settings.wheelhouse)
     entry = wh.lookup(plan.key)
-    if entry is not None:
+    if entry is not None and _settled(entry, req):
         return _noop(entry, recipe, t0, req)
+    wh.ensure_layout()
+    lock = wh.lock(plan.key)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        req.reporter.note(f"{recipe.name}: another process is building key {plan.key[:12]}; waiting for its outcome")
+        lock.acquire()
+    try:
+        entry = wh.lookup(plan.key)
+        if entry is not None:
+            if _settled(entry, req):  # another process finished it while we waited: its outcome is ours
+                return _noop(entry, recipe, t0, req)
+            return _run(plan, recipe, req, wh, t0, entry=entry)
+        _why_rebuild(plan, recipe, wh, req)
+        return _run(plan, recipe, req, wh, t0)
+    finally:
+        lock.release()
 
+
+def _run(plan: BuildPlan, recipe: Recipe, req: Request, wh: Wheelhouse, t0: float, entry: Entry | None = None) -> BuildResult:
+    """The whole plan, or (``entry`` given: stored, not verified) its verify step alone; the caller holds the key lock."""
     from wheelforge.build.compiler_cache import launcher_of
     from wheelforge.build.runner import Attempt, run_plan
 
-    wh.ensure_layout()
-    with wh.lock(plan.key):
-        entry = wh.lookup(plan.key)
-        if entry is not None:  # another process built it while we waited
-            return _noop(entry, recipe, t0, req)
+    if entry is None:
         wh.sweep_scratch()
         wh.check_free_disk(MIN_FREE_GB)
-        scratch = wh.new_scratch(plan.key)
-        log_path = wh.log_path(plan.key)
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with open(log_path, "w", encoding="utf-8") as log:
-                attempt = Attempt(plan=plan, recipe=recipe, work=scratch, wheelhouse=wh, cache=req.settings.cache, log=log,
-                                  log_path=log_path, reporter=req.reporter, mirrors=req.settings.mirrors, offline=req.offline,
-                                  python=req.settings.target.python, verify_options=req.verify_options, t0=t0)
+    scratch = wh.new_scratch(plan.key)
+    log_path = wh.log_path(plan.key)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    attempt = None
+    try:
+        with open(log_path, "a" if entry else "w", encoding="utf-8") as log:
+            attempt = Attempt(plan=plan, recipe=recipe, work=scratch, wheelhouse=wh, cache=req.settings.cache, log=log,
+                              log_path=log_path, reporter=req.reporter, mirrors=req.settings.mirrors, offline=req.offline,
+                              python=req.settings.target.python, verify_options=req.verify_options, t0=t0, replace=req.replace)
+            if entry is not None:
+                attempt.entry, attempt.wheel = entry, entry.wheel
+                req.reporter.note(f"{recipe.name}: {entry.wheel.name} is stored but not verified: verifying it")
+                attempt.say(f"# {recipe.name} {plan.full_version}  key {plan.key}: verify only (the entry is stored, not verified)")
+            else:
                 attempt.say(f"# {recipe.name} {plan.full_version}  key {plan.key}")
                 attempt.say(f"# jobs: {plan.jobs_reason}")
                 launcher = launcher_of(plan.env)
                 attempt.say(f"# compiler cache: {launcher.name + ' (' + launcher.path + ')' if launcher else 'none'}")
                 for note in plan.notes:
                     attempt.say(f"# note: {note}")
-                try:
-                    run_plan(attempt)
-                finally:
-                    req.reporter.finish()
-            wh.clear_failure(plan.key)
-        except WheelforgeError as exc:
-            if wh.lookup(plan.key) is None:  # a failure after the store step is the entry's verify state
-                wh.write_failure(plan.key, recipe=recipe.name, version=plan.version, error_id=exc.id, message=exc.message,
-                                 target=plan.target.to_json())
-            raise
-        except Exception as exc:
-            wh.write_failure(plan.key, recipe=recipe.name, version=plan.version, error_id="build.internal", message=repr(exc),
+            try:
+                run_plan(attempt, only=("verify",) if entry is not None else None)
+            finally:
+                req.reporter.finish()
+        wh.clear_failure(plan.key)
+    except KeyboardInterrupt:
+        stored = wh.lookup(plan.key)
+        if stored is None:
+            raise Interrupted("build.interrupted", f"{recipe.name}: interrupted; nothing was stored in the wheelhouse",
+                              "run the build again") from None
+        raise Interrupted("build.interrupted", f"{recipe.name}: interrupted during verification; {stored.wheel.name} is stored "
+                          "unverified, and the index does not serve it", "run the build again: it verifies the stored wheel") from None
+    except WheelforgeError as exc:
+        if wh.lookup(plan.key) is None:  # a failure after the store step is the entry's verify state
+            wh.write_failure(plan.key, recipe=recipe.name, version=plan.version, error_id=exc.id, message=exc.message,
                              target=plan.target.to_json())
-            raise
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-    assert attempt.entry is not None
+        raise
+    except Exception as exc:
+        wh.write_failure(plan.key, recipe=recipe.name, version=plan.version, error_id="build.internal", message=repr(exc),
+                         target=plan.target.to_json())
+        raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    assert attempt is not None and attempt.entry is not None
+    from wheelforge.store.wheelhouse import describe_state
+
     report = attempt.verify_report
+    stored = wh.lookup(plan.key)
     return BuildResult(recipe=recipe.name, key=plan.key, wheel=attempt.entry.wheel, entry_dir=attempt.entry.path, noop=False,
                        seconds=time.monotonic() - t0, cache=attempt.cache_line, verify=report.result if report else None,
-                       verify_report=report, notes=[n.soname for n in (attempt.relocation.unknown if attempt.relocation else [])])
+                       verify_report=report, notes=[n.soname for n in (attempt.relocation.unknown if attempt.relocation else [])],
+                       state=describe_state(stored.manifest) if stored else "")

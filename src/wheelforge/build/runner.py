@@ -39,6 +39,7 @@ class Attempt:
     environ: Mapping[str, str] | None = None  # the caller's environment (None: this process's)
     python: str = ""  # the target interpreter (verify makes its test venv from it)
     verify_options: Mapping[str, Any] = field(default_factory=dict)
+    replace: bool = False  # --replace: a different wheel under a taken name gets the next build number
     started: float = field(default_factory=time.time)
     t0: float = field(default_factory=time.monotonic)
     # what the steps produced
@@ -82,12 +83,12 @@ def repro_line(command: Command, env: Mapping[str, str]) -> str:
     return f"cd {shlex.quote(command.cwd)} && env -i {assigns} {shlex.join(command.argv)}"
 
 
-def run_plan(attempt: Attempt, *, until: str | None = None) -> Attempt:
-    """Run the plan's steps in order (stopping after the step named ``until``); returns the attempt."""
+def run_plan(attempt: Attempt, *, only: tuple[str, ...] | None = None) -> Attempt:
+    """Run the plan's steps in order (only those named in ``only`` when given); returns the attempt."""
     from wheelforge.build.steps import EXECUTORS
 
     plan = attempt.plan
-    steps = list(plan.steps)
+    steps = [s for s in plan.steps if only is None or s.name in only]
     label = f"{plan.recipe} {plan.full_version}"
     for index, step in enumerate(steps, 1):
         attempt.reporter.step(label, step.name, index, len(steps))
@@ -96,6 +97,4 @@ def run_plan(attempt: Attempt, *, until: str | None = None) -> Attempt:
         resolved: Step = resolve_work(step, str(attempt.work))
         EXECUTORS[step.action](resolved, attempt)
         attempt.phase_seconds[step.name] = attempt.phase_seconds.get(step.name, 0.0) + time.monotonic() - t0
-        if step.name == until:
-            break
     return attempt

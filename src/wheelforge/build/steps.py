@@ -191,31 +191,75 @@ def audit(step: AuditStep, a: Attempt) -> None:
 
 
 def store(step: StoreStep, a: Attempt) -> None:
+    """Promote the wheel into ``entries/<key>/``: unverified until the verify step says otherwise.
+
+    A file name is bound to one sha256 forever: a different wheel under a name the wheelhouse already
+    holds is refused, naming both keys and what differs, unless ``--replace`` asked to publish it
+    anyway under the next build number, yanking the old file (PEP 592).
+    """
+    from wheelforge.binaries.wheelmeta import rewrite_wheel
+    from wheelforge.model.errors import WheelhouseError
     from wheelforge.store.provenance import iso, statement
-    from wheelforge.store.wheelhouse import make_manifest, write_json
+    from wheelforge.store.wheelhouse import differing_inputs, make_manifest, write_json
 
     assert a.wheel is not None and a.audit is not None
-    stage = a.work / "entry"
-    stage.mkdir()
-    final = stage / a.wheel.name
-    os.replace(a.wheel, final)
-    sha = sha256_file(final)
-    finished = time.time()
-    seconds = time.monotonic() - a.t0
-    plan = a.plan
-    write_json(stage / "entry.json", make_manifest(
-        key=step.key, recipe=plan.recipe, version=plan.version, project=plan.project, wheel=final, sha256=sha,
-        target=plan.target.to_json(), archs_found=list(a.audit.archs_found), built_at=iso(finished), build_seconds=seconds,
-        archs_ptx=list(a.audit.archs_ptx)))
-    tools = {"nvcc": plan.toolchain.cuda_version, "host_compiler": plan.toolchain.host_compiler or "", "cmake": plan.toolchain.cmake or ""}
-    write_json(stage / "provenance.json", statement(wheel_name=final.name, wheel_sha256=sha, plan=plan.to_json(),
-                                                    started=a.started, finished=finished,
-                                                    toolchain_tools={k: v for k, v in tools.items() if v}))
-    a.entry = a.wheelhouse.promote(stage, step.key)
+    plan, wh = a.plan, a.wheelhouse
+    with wh.names_lock():
+        sha = sha256_file(a.wheel)
+        others = [e for e in wh.holders_of(a.wheel.name) if e.manifest.get("sha256") != sha]
+        if others:
+            old = others[0]
+            changed = differing_inputs(old.manifest.get("key_inputs") or {}, plan.key_inputs) or ["(the old entry records no key inputs)"]
+            if not a.replace:
+                raise WheelhouseError(
+                    "wheelhouse.name-taken",
+                    f"{a.wheel.name} is already in the wheelhouse with other bytes (entry {old.key[:12]}); this build "
+                    f"(key {plan.key[:12]}) differs in: {'; '.join(changed[:4])}" + (" ..." if len(changed) > 4 else ""),
+                    "a file name stands for one sha256 forever; to publish this build anyway, rebuild with --replace "
+                    "(it gets the next build number and the old file is yanked)")
+            number = 1 + max((_build_number(e.manifest.get("wheel", "")) for e in wh.all_entries()
+                              if _without_build_number(e.manifest.get("wheel", "")) == _without_build_number(a.wheel.name)), default=0)
+            renamed = rewrite_wheel(a.wheel, a.work / "numbered", build_tag=number)
+            for e in others:
+                wh.yank(e.manifest["wheel"], f"replaced by {renamed.name} (key {plan.key[:12]}): {changed[0]}")
+            a.reporter.note(f"{plan.recipe}: --replace: {a.wheel.name} yanked, this build is {renamed.name}")
+            a.wheel = renamed
+            sha = sha256_file(renamed)
+        stage = a.work / "entry"
+        stage.mkdir()
+        final = stage / a.wheel.name
+        os.replace(a.wheel, final)
+        finished = time.time()
+        seconds = time.monotonic() - a.t0
+        write_json(stage / "entry.json", make_manifest(
+            key=step.key, recipe=plan.recipe, version=plan.version, project=plan.project, wheel=final, sha256=sha,
+            target=plan.target.to_json(), archs_found=list(a.audit.archs_found), built_at=iso(finished), build_seconds=seconds,
+            archs_ptx=list(a.audit.archs_ptx), key_inputs=plan.key_inputs))
+        tools = {"nvcc": plan.toolchain.cuda_version, "host_compiler": plan.toolchain.host_compiler or "", "cmake": plan.toolchain.cmake or ""}
+        write_json(stage / "provenance.json", statement(wheel_name=final.name, wheel_sha256=sha, plan=plan.to_json(),
+                                                        started=a.started, finished=finished,
+                                                        toolchain_tools={k: v for k, v in tools.items() if v}))
+        a.entry = wh.promote(stage, step.key)
     a.wheel = a.entry.wheel
     compile_s = a.phase_seconds.get("compile", 0.0)
     a.say(f"{plan.recipe}: built {a.entry.wheel} in {seconds:.1f} s (compile {compile_s:.1f} s)")
     a.reporter.note(f"{plan.recipe}: built {a.entry.wheel.name} in {seconds:.1f} s (compile {compile_s:.1f} s)")
+
+
+def _build_number(filename: str) -> int:
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+    try:
+        tag = parse_wheel_filename(filename)[2]
+    except InvalidWheelFilename:
+        return 0
+    return tag[0] if tag else 0
+
+
+def _without_build_number(filename: str) -> str:
+    """``name-version-pytag-abi-platform``: the file name as if it had no build number."""
+    parts = filename[:-4].split("-")
+    return "-".join(parts[:2] + parts[-3:]) if len(parts) == 6 else filename[:-4]
 
 
 def verify(step: VerifyStep, a: Attempt) -> None:

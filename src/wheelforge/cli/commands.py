@@ -135,13 +135,13 @@ def show_farm_status(settings: Settings, recipes: Sequence[str], pythons: Sequen
 
 
 def write_index(settings: Settings, *, print_config: bool = False, base_url: str = "http://127.0.0.1:8080",
-                pins: Sequence[str] = (), rehash: bool = False, variants: bool = False) -> None:
+                pins: Sequence[str] = (), rehash: bool = False, variants: bool = False, include_unverified: bool = False) -> None:
     from wheelforge.serving import index
 
     if print_config:
         sys.stdout.write(index.print_config(base_url, list(pins), source=settings.wheelhouse) + "\n")
         return
-    result = index.build_index(settings.wheelhouse, rehash=rehash, variants=variants)
+    result = index.build_index(settings.wheelhouse, rehash=rehash, variants=variants, include_unverified=include_unverified)
     for w in result.warnings:
         sys.stderr.write(f"warning: {w}\n")
     of_them = f" ({result.variant_files} for variants)" if variants else ""
@@ -249,7 +249,7 @@ def _step_summary(step) -> str:
 
 def build_recipes(settings: Settings, recipes: Sequence[str], *, version: str | None = None, no_isolation: bool = False,
                   with_pins: Sequence[str] = (), source: str | None = None, verify: bool = True, offline: bool = False,
-                  allow_arch_mismatch: bool = False, verbose: bool = False) -> None:
+                  allow_arch_mismatch: bool = False, verbose: bool = False, replace: bool = False) -> None:
     from wheelforge.build.pipeline import build
     from wheelforge.cli.render import ConsoleReporter, verify_table
     from wheelforge.model.errors import VerifyError
@@ -258,7 +258,7 @@ def build_recipes(settings: Settings, recipes: Sequence[str], *, version: str | 
     try:
         results = build(recipes, version=version, settings=settings, no_isolation=no_isolation, with_pins=with_pins,
                         source_path=source, verify=verify, offline=offline, reporter=reporter,
-                        verify_options={"allow_arch_mismatch": allow_arch_mismatch})
+                        verify_options={"allow_arch_mismatch": allow_arch_mismatch}, replace=replace)
     except VerifyError as err:
         if getattr(err, "report", None) is not None:
             verify_table(err.report)
@@ -266,8 +266,31 @@ def build_recipes(settings: Settings, recipes: Sequence[str], *, version: str | 
     for r in results:
         if r.verify_report is not None:
             verify_table(r.verify_report)
-        state = "up to date" if r.noop else f"built in {r.seconds:.1f} s"
-        sys.stdout.write(f"{r.recipe}: {state}: {r.wheel}" + (f" (verify: {r.verify})" if r.verify else "") + "\n")
+        done = "up to date" if r.noop else f"built in {r.seconds:.1f} s"
+        sys.stdout.write(f"{r.recipe}: {done}, {r.state or 'unverified'}: {r.wheel}\n")
+
+
+# --------------------------------------------------------------------------- lock
+
+
+def lock_recipes(settings: Settings, recipes: Sequence[str], pythons: Sequence[str], cudas: Sequence[str]) -> None:
+    """Resolve each recipe's build requirements into ``recipes/locks/<recipe>/<python>[-cuXX].txt``."""
+    from wheelforge.build.lock import resolve, write
+    from wheelforge.model.recipe import all_recipes, recipe_dirs
+
+    found = all_recipes(recipe_dirs(settings.recipes_dir))
+    names = list(recipes) or sorted(found)
+    for name in names:
+        recipe = _recipe(settings, name)
+        versions = [p for p in (pythons or [settings.target.python_version])
+                    if not recipe.pin(None).requires_python or recipe.pin(None).requires_python.contains(p)]
+        for py in versions:
+            for cuda in (cudas if recipe.build.nvidia else [None]):
+                lock, reqs = resolve(recipe, py, cuda_version=cuda)
+                if not reqs:
+                    continue
+                path = write(lock, reqs)
+                sys.stdout.write(f"{recipe.name}: Python {py}{' CUDA ' + cuda if cuda else ''}: {len(lock.packages)} packages -> {path}\n")
 
 
 # --------------------------------------------------------------------------- verify

@@ -52,7 +52,7 @@ def edge(fn):
         except WheelforgeError as err:
             raise Exit(err.render(), code=err.exit_code) from None
         except KeyboardInterrupt:
-            raise Exit("interrupted: nothing was promoted into the wheelhouse", code=130) from None
+            raise Exit("interrupted", code=130) from None  # the library says what it left behind when it knows
 
     return wrapper
 
@@ -106,18 +106,30 @@ def patches_check(c, recipe, offline=False, recipes_dir=None):
 @command(help={"recipe": "recipe name(s), comma-separated",
             "jobs": "parallel compile jobs (default: from free memory and cores)",
             "no_verify": "skip the post-build test suite (the static audit still runs)",
-            "allow_arch_mismatch": "let verify run GPU tests on a GPU the wheel does not cover"},
+            "allow_arch_mismatch": "let verify run GPU tests on a GPU the wheel does not cover",
+            "replace": "a different wheel under a file name the wheelhouse holds: store it with the next build number, yank the old",
+            "verbose": "show every command and its output (the build log has them always)"},
       iterable=["with_"])
 def build(c, recipe, version=None, arch=None, cuda=None, jobs=None, no_isolation=False, with_=None, source=None,
           no_verify=False, offline=False, recipes_dir=None, wheelhouse=None, compiler_cache=None,
-          allow_arch_mismatch=False, installer=None):
+          allow_arch_mismatch=False, installer=None, replace=False, verbose=False):
     """Build wheels: fetch, patch, compile, audit, store, verify. A key already built is a no-op."""
     from wheelforge.cli.commands import build_recipes
 
     build_recipes(_settings(arch=arch, cuda=cuda, jobs=jobs, recipes_dir=recipes_dir, wheelhouse=wheelhouse,
                             compiler_cache=compiler_cache, installer=installer),
                   _split(recipe), version=version, no_isolation=no_isolation, with_pins=with_ or [], source=source,
-                  verify=not no_verify, offline=offline, allow_arch_mismatch=allow_arch_mismatch)
+                  verify=not no_verify, offline=offline, allow_arch_mismatch=allow_arch_mismatch, replace=replace, verbose=verbose)
+
+
+@command(help={"recipe": "recipe name(s), comma-separated (default: every recipe)",
+               "python": "Python versions to lock for, comma-separated (default: the running one)",
+               "cuda": "CUDA versions whose NVIDIA wheels to lock, for recipes with [build] nvidia (comma-separated)"})
+def lock(c, recipe=None, python=None, cuda=None, recipes_dir=None):
+    """Resolve recipes' build requirements into hashed locks beside them (recipes/locks/); builds install only those files."""
+    from wheelforge.cli.commands import lock_recipes
+
+    lock_recipes(_settings(recipes_dir=recipes_dir), _split(recipe), _split(python), _split(cuda) or ["12.8"])
 
 
 @command(help={"path": "a wheel, a .so, or a folder"})
@@ -158,14 +170,16 @@ def verify(c, target, arch=None, cuda=None, version=None, wheelhouse=None, recip
                "base_url": "URL the index is served at (for --print-config)",
                "pin": "NAME==VERSION to pin in the client recipes (repeatable)",
                "rehash": "re-hash every wheel instead of trusting entry.json",
-               "variants": "also publish each CUDA wheel as a PEP 825 variant wheel (uv --preview-features wheel-variants)"},
+               "variants": "also publish each CUDA wheel as a PEP 825 variant wheel (uv --preview-features wheel-variants)",
+               "include_unverified": "also serve wheels whose post-build suite did not pass or did not run (marked on the page)"},
          iterable=["pin"])
-def index(c, wheelhouse=None, print_config=False, base_url="http://127.0.0.1:8080", pin=None, rehash=False, variants=False):
+def index(c, wheelhouse=None, print_config=False, base_url="http://127.0.0.1:8080", pin=None, rehash=False, variants=False,
+          include_unverified=False):
     """Write the static Simple Repository API tree (PEP 503/691/658) from the wheelhouse."""
     from wheelforge.cli.commands import write_index
 
     write_index(_settings(wheelhouse=wheelhouse), print_config=print_config, base_url=base_url, pins=pin or [],
-                rehash=rehash, variants=variants)
+                rehash=rehash, variants=variants, include_unverified=include_unverified)
 
 
 @command(help={"host": "address to bind (default 127.0.0.1)", "port": "port (default 8080)",
@@ -211,6 +225,6 @@ def farm_status(c, recipes=None, pythons=None, arch=None, cuda=None, recipes_dir
                      _split(recipes), _split(pythons), index_url=index_url, as_json=json)
 
 
-ns = Collection(doctor, toolchain, plan, fetch, build, inspect, verify, index, serve, publish)
+ns = Collection(doctor, toolchain, plan, lock, fetch, build, inspect, verify, index, serve, publish)
 ns.add_collection(Collection("patches", patches_check))
 ns.add_collection(Collection("farm", farm_matrix, farm_status))

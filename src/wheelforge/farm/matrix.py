@@ -103,7 +103,9 @@ def parse_pythons(values: Iterable[str] | None) -> tuple[str, ...]:
 
 
 def _target_name(archs: Sequence[CudaArch]) -> str:
-    return ".".join(f"sm{a.number}" for a in archs)
+    from wheelforge.model.arch import arch_label
+
+    return arch_label(tuple(archs))
 
 
 def build_matrix(
@@ -207,16 +209,18 @@ class JobStatus:
     message: str | None = None
     log: str | None = None  # link (or path) to the failed build's log
     at: str | None = None
+    verify: str | None = None  # the entry's verification: "verified (gpu kernels on sm_90, ...)", "unverified", "failed"
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.job.id, "recipe": self.job.recipe, "version": self.job.version, "python": self.job.python,
                 "target": self.job.target, "state": self.state, "wheel": self.wheel, "where": self.where,
-                "error_id": self.error_id, "message": self.message, "log": self.log, "at": self.at}
+                "error_id": self.error_id, "message": self.message, "log": self.log, "at": self.at, "verify": self.verify}
 
 
 def _label_matches(job: Job, label: str | None) -> bool:
     if label is None:
         return False
+    label = label.split(".torch", 1)[0]  # an extension's label names its torch too; the job is per target
     want = job.label()
     if want is not None:
         return label == want
@@ -278,7 +282,9 @@ def collect_status(
             for m in entries:
                 if _entry_matches(job, m):
                     where = f"{entries_root}/{m.get('key')}" if entries_root else str(m.get("key"))
-                    found = JobStatus(job, "present", wheel=str(m.get("wheel")), where=where)
+                    from wheelforge.store.wheelhouse import describe_state
+
+                    found = JobStatus(job, "present", wheel=str(m.get("wheel")), where=where, verify=describe_state(m))
                     break
         if found is None:
             failure = next((f for f in newest_first if _failure_matches(job, f)), None)
@@ -304,7 +310,8 @@ def summarize(statuses: Sequence[JobStatus]) -> dict[str, int]:
 def render_status(statuses: Sequence[JobStatus], store: str) -> str:
     rows = [("job", "state", "wheel / last error", "log")]
     for s in statuses:
-        detail = s.wheel if s.state == "present" else (f"[{s.error_id}] {s.message}" if s.state == "failed" else "-")
+        detail = (f"{s.wheel} ({s.verify})" if s.verify else s.wheel) if s.state == "present" else (
+            f"[{s.error_id}] {s.message}" if s.state == "failed" else "-")
         rows.append((s.job.id, s.state, detail or "-", s.log or "-"))
     lines = [f"store: {store}", *_table(rows)]
     c = summarize(statuses)

@@ -99,6 +99,23 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
         pass
 
 
+def kill_tree(pid: int) -> None:
+    """Kill a process and all its descendants (children first listed, so none is re-parented and missed)."""
+    import psutil
+
+    try:
+        parent = psutil.Process(pid)
+        family = parent.children(recursive=True) + [parent]
+    except psutil.NoSuchProcess:
+        return
+    for p in family:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(family, timeout=10)
+
+
 def stream(argv: Sequence[str], *, env: Mapping[str, str], cwd: str | os.PathLike[str], log: IO[str],
            on_line: Callable[[str], None] | None = None, echo: Echo = silent) -> Streamed:
     """Run a long command, its output merged, line by line into ``log`` and ``on_line``."""
@@ -128,8 +145,9 @@ def stream(argv: Sequence[str], *, env: Mapping[str, str], cwd: str | os.PathLik
                 on_line(text)
         rc = proc.wait()
     except BaseException:
-        # Ctrl-C: stop the backend before the caller cleans the scratch folder.
-        proc.kill()
+        # Ctrl-C: stop the backend before the caller cleans the scratch folder, and every compiler it
+        # started: ninja runs each job in a process group of its own, so killing pip alone leaves them.
+        kill_tree(proc.pid)
         proc.wait()
         raise
     log.write(f"# exit status {rc}\n")

@@ -76,7 +76,9 @@ def detect_all(env: Mapping[str, str] | None = None) -> list[ToolchainFacts]:
     results: list[ToolchainFacts] = []
     homes: set[Path] = set()
     for nvcc in find_nvcc(env):
-        m = re.search(r"release (\d+\.\d+)", output_of([str(nvcc), "--version"], env) or "")
+        said = output_of([str(nvcc), "--version"], env) or ""
+        m = re.search(r"release (\d+\.\d+)", said)
+        full = re.search(r"release \d+\.\d+, V(\d+\.\d+\.\d+)", said)
         home = _cuda_home_of(nvcc)
         if not m or home in homes:
             continue
@@ -84,7 +86,7 @@ def detect_all(env: Mapping[str, str] | None = None) -> list[ToolchainFacts]:
         version = m.group(1)
         archs = tuple((output_of([str(nvcc), "--list-gpu-arch"], env) or "").split())
         limit = _gcc_limit(home) or KNOWN_GCC_LIMITS.get(version)
-        results.append(ToolchainFacts(cuda_version=version, cuda_home=str(home), nvcc=str(nvcc), nvcc_archs=archs,
+        results.append(ToolchainFacts(cuda_version=version, nvcc_version=full.group(1) if full else None, cuda_home=str(home), nvcc=str(nvcc), nvcc_archs=archs,
                                       host_compiler_limit=limit, **common))
     return results or [ToolchainFacts(**common)]
 

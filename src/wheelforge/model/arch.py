@@ -154,7 +154,16 @@ def expected_sass(archs: tuple[CudaArch, ...]) -> list[str]:
     return [a.number for a in archs]
 
 
-def local_label(cuda_version: str, archs: tuple[CudaArch, ...]) -> str:
-    """``cu128.sm120`` (PEP 440 local label): CUDA major+minor, then each arch."""
+def arch_label(archs: tuple[CudaArch, ...]) -> str:
+    """``sm90.sm120``: each arch as built, ``a``/``f`` kept (``sm120a``), ``ptx`` added when PTX is embedded (``sm120ptx``)."""
+    return ".".join(f"sm{a.number}" + ("ptx" if a.ptx else "") for a in archs)
+
+
+def local_label(cuda_version: str, archs: tuple[CudaArch, ...], torch: str | None = None) -> str:
+    """The PEP 440 local label naming every compatibility choice: ``cu128.sm120``, ``cu128.sm120ptx``,
+    ``cu128.sm90.sm120a.torch2.15.0`` (the torch an extension is bound to, public version)."""
     v = Version(cuda_version)
-    return f"cu{v.major}{v.minor}." + ".".join(f"sm{a.number}" for a in archs)
+    label = f"cu{v.major}{v.minor}.{arch_label(archs)}"
+    if torch:
+        label += f".torch{Version(torch).public}"
+    return label

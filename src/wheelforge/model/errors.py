@@ -105,3 +105,9 @@ class DoctorError(WheelforgeError):
     """
 
     exit_code = 5
+
+
+class Interrupted(WheelforgeError):
+    """Ctrl-C (SIGINT) stopped a task; the message says what was left behind."""
+
+    exit_code = 130

@@ -30,6 +30,7 @@ class Gpu:
 @dataclass(frozen=True)
 class ToolchainFacts:
     cuda_version: str | None = None
+    nvcc_version: str | None = None  # nvcc's full version ("13.0.88"): patch releases can change code
     cuda_home: str | None = None
     nvcc: str | None = None
     nvcc_archs: tuple[str, ...] = ()  # "sm_120", "compute_120", ...

@@ -34,6 +34,7 @@ class KindContext:
     uv: str | None  # fill the venv with uv instead of pip
     compiler_cache: str | None  # launcher path, when one is used
     values: Mapping[str, str]  # the recipe placeholders, filled
+    lock_file: str | None = None  # the build lock (hashes required), installed before ``installs``
 
     @property
     def env_dir(self) -> str:
@@ -53,12 +54,15 @@ class KindContext:
         if self.uv:
             # --seed: the compile step runs the venv's own pip (`pip wheel`)
             commands.append(Command((self.uv, "venv", "--seed", "--python", self.target_python, self.env_dir), WORK, "env"))
-            if installs:
-                commands.append(Command((self.uv, "pip", "install", "--python", self.python, *installs), WORK, "env"))
+            pip: tuple[str, ...] = (self.uv, "pip", "install", "--python", self.python)
         else:
             commands.append(Command((self.target_python, "-m", "venv", self.env_dir), WORK, "env"))
-            if installs:
-                commands.append(Command((self.python, "-m", "pip", "install", "--disable-pip-version-check", *installs), WORK, "env"))
+            pip = (self.python, "-m", "pip", "install", "--disable-pip-version-check")
+        if self.lock_file:
+            # exactly the locked files: any other file, or any package the lock does not name, is refused
+            commands.append(Command((*pip, "--require-hashes", "--no-deps", "-r", self.lock_file), WORK, "env"))
+        if installs:
+            commands.append(Command((*pip, *installs), WORK, "env"))
         return [RunStep("env", tuple(commands))]
 
     def pip_wheel(self, project_dir: str) -> Command:

@@ -252,6 +252,8 @@ class BuildPlan:
     notes: tuple[str, ...] = field(default_factory=tuple)
     # [build] nvidia expanded: build requirements and the distribution -> version pins for Requires-Dist
     nvidia: Mapping[str, Any] = field(default_factory=dict)
+    # the locked build environment: {name, version, sha256} of every package the build venv is filled from
+    build_lock: tuple[Mapping[str, str], ...] = ()
 
     @property
     def commands(self) -> tuple[Command, ...]:
@@ -271,6 +273,7 @@ class BuildPlan:
             "steps": [s.to_json() for s in self.steps], "wheel_name": self.wheel_name,
             "expected_sass": list(self.expected_sass), "key_inputs": dict(self.key_inputs), "key": self.key,
             "notes": list(self.notes), **({"nvidia": dict(self.nvidia)} if self.nvidia else {}),
+            "build_lock": [dict(p) for p in self.build_lock],
         }
 
 

@@ -17,6 +17,7 @@ from wheelforge.model.arch import check_toolkit_supports, cmake_cuda_architectur
 from wheelforge.model.errors import PlanError
 from wheelforge.model.facts import ToolchainFacts
 from wheelforge.model.kinds import KINDS, KindContext
+from wheelforge.model.lock import BuildLock
 from wheelforge.model.nvidia_wheels import NvidiaBuild, runtime_requirements, versions_for
 from wheelforge.model.nvidia_wheels import expand as expand_nvidia
 from wheelforge.model.plan import (
@@ -109,6 +110,7 @@ def make_plan(
     verify: bool = True,
     build_env_site: str | None = None,
     nvidia_installed: Mapping[str, str] | None = None,
+    lock: BuildLock | None = None,
 ) -> BuildPlan:
     """Turn inputs into a plan.  ``patches`` are ``(file, sha256)`` pairs in series order.
 
@@ -121,12 +123,16 @@ def make_plan(
     target's; with isolation, the build venv's); the ``{nvidia_*}`` placeholders point into it.
     ``nvidia_installed`` (``--no-isolation``) holds the versions of the ``[build] nvidia`` wheels that
     interpreter has: what the build compiles against, so they are keyed.
+    ``lock`` (:mod:`wheelforge.model.lock`): the build venv is filled from it with hashes required and
+    the key holds its files; without it (unit tests) the requirements as written are keyed.
     """
     pin = recipe.pin(version)
     version = pin.version
     cuda = _check_inputs(recipe, version, target, toolchain, build_deps)
 
-    label = target.label(cuda)
+    # A torch extension is bound to the torch it compiled against: the label says which.
+    torch_dep = next((d for d in build_deps if (d.recipe or d.name) == "torch"), None)
+    label = target.label(cuda, torch_dep.version if torch_dep and recipe.builds_against("torch") else None)
     full_version = f"{version}+{label}"
     src = source or recipe.resolve_source(pin)
     planned_source = PlannedSource(src, source_digest(src, tree_hash))
@@ -158,6 +164,10 @@ def make_plan(
         raise PlanError("plan.placeholder", f"{recipe.name}: placeholder {{{exc.args[0]}}} has no value for this build",
                         "the nvidia paths need the build interpreter's site-packages: plan with isolation, or let the pipeline probe it") from None
     env.setdefault("CUDA_HOME", cuda_home)
+    # Reproducible bytes: backends (scikit-build-core, setuptools' wheel) date zip entries from this, not the clock.
+    # A fixed date, not one read from the source: the plan is pure and one key must give one set of bytes
+    # (1980-01-01, the earliest date a zip entry can carry).
+    env.setdefault("SOURCE_DATE_EPOCH", "315532800")
     env.setdefault("MAX_JOBS", str(jobs))
     env.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", str(jobs))
     env.update(launcher_env or {})
@@ -165,7 +175,8 @@ def make_plan(
     kind = KINDS[recipe.kind]
     ctx = KindContext(
         recipe=recipe, version=version, full_version=full_version, target_python=target.python, isolation=isolation,
-        installs=(*recipe.build.requires, *nvidia.requirements, *(d.requirement for d in build_deps)), uv=uv,
+        installs=(*(() if lock else (*recipe.build.requires, *nvidia.requirements)), *(d.requirement for d in build_deps)), uv=uv,
+        lock_file=lock.path if lock else None,
         compiler_cache=(launcher_env or {}).get("CMAKE_CXX_COMPILER_LAUNCHER"), values=values,
     )
     patch_specs = tuple(PatchSpec(f, h, str(recipe.patch_dir / f)) for f, h in patches)
@@ -180,23 +191,31 @@ def make_plan(
     ]
     deps = tuple(sorted(build_deps, key=lambda d: d.name))
     target_spec = TargetSpec(tuple(str(a) for a in target.archs), cuda, target.python_tag, platform, label)
+    # cmake and ninja: with isolation the build venv's (locked), else the ones on the target's PATH
+    path_cmake = toolchain.cmake.version if toolchain.cmake else None
     toolchain_spec = ToolchainSpec(
         cuda_version=cuda, cuda_home=cuda_home,
         host_compiler=toolchain.host_compiler.version if toolchain.host_compiler else None,
-        cmake=toolchain.cmake.version if toolchain.cmake else None,
+        cmake=(lock.version_of("cmake") if lock else None) if isolation else path_cmake,
     )
+    tools: dict[str, Any] = {"nvcc": toolchain.nvcc_version or cuda, "host_compiler": toolchain_spec.host_compiler}
+    if not isolation:
+        tools.update(cmake=path_cmake, ninja=toolchain.ninja.version if toolchain.ninja else None)
     key_inputs: dict[str, Any] = {
         "wheelforge": __version__,
-        "recipe": recipe.to_json(),
+        "recipe": recipe.build_inputs(),
         "version": version,
         "source": planned_source.digest,
         "patches": [p.to_json() for p in patch_specs],
         "target": target_spec.to_json(),
-        "toolchain": {"cuda_version": cuda, "host_compiler": toolchain_spec.host_compiler, "cmake": toolchain_spec.cmake},
+        "toolchain": tools,
         "build_deps": [{"name": d.name, "identity": d.identity} for d in deps],
-        "build_requires": list(recipe.build.requires),
         "isolation": isolation,
     }
+    if lock:
+        key_inputs["build_lock"] = lock.to_json()
+    elif isolation:
+        key_inputs["build_requires"] = [*recipe.build.requires, *nvidia.requirements]
     if nvidia_installed:
         key_inputs["nvidia_installed"] = dict(sorted(nvidia_installed.items()))
     key = sha256_hex(canonical_json(key_inputs))
@@ -217,6 +236,7 @@ def make_plan(
         isolation=isolation, jobs=jobs, jobs_reason=jobs_reason, env=env, steps=tuple(steps),
         wheel_name=wheel_filename(recipe.project, full_version, tag, platform), expected_sass=tuple(archs),
         key_inputs=key_inputs, key=key, notes=tuple(notes), nvidia=nvidia.to_json() if uses_nvidia else {},
+        build_lock=tuple(lock.to_json()) if lock else (),
     )
 
 

@@ -172,8 +172,17 @@ class Recipe:
             return PathSource(path=str((self.path.parent / pin.source.path).resolve()))
         return pin.source
 
+    def build_inputs(self) -> dict[str, Any]:
+        """The fields that reach the build and so can change the wheel's bytes (the cache key holds these);
+        ``ram_per_job_gb``, ``runtime_requires`` (the verify venv's), ``wheel_tag`` (the backend names the
+        wheel) and ``test_module`` cannot."""
+        data = self.to_json()
+        for name in ("ram_per_job_gb", "runtime_requires", "wheel_tag"):
+            data.pop(name, None)
+        return data
+
     def to_json(self) -> dict[str, Any]:
-        """Canonical, JSON-ready form used in plans and cache keys."""
+        """Canonical, JSON-ready form used in plans."""
         return {
             "name": self.name,
             "project": self.project,

@@ -53,8 +53,8 @@ class Target:
     def python_tag(self) -> str:
         return "cp" + self.python_version.replace(".", "")
 
-    def label(self, cuda_version: str) -> str:
-        return local_label(cuda_version, self.archs)
+    def label(self, cuda_version: str, torch: str | None = None) -> str:
+        return local_label(cuda_version, self.archs, torch)
 
 
 @dataclass(frozen=True)

@@ -126,27 +126,14 @@ class IndexResult:
 
 
 def load_yanks(wheelhouse: Path) -> dict[str, str]:
-    """``yanked.toml`` as ``{filename: reason}``; a missing file means nothing is yanked."""
-    path = Path(wheelhouse) / "yanked.toml"
-    if not path.exists():
-        return {}
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise IndexError_("index.yank-invalid", f"{path}: not valid TOML ({exc})", "fix the syntax; see docs/wheelhouse.md") from exc
-    items = data.get("yank", [])
-    if not isinstance(items, list):
-        raise IndexError_("index.yank-invalid", f"{path}: 'yank' must be an array of tables", 'write [[yank]] file = "<wheel>" reason = "..."')
-    yanks: dict[str, str] = {}
-    for i, item in enumerate(items):
-        if not isinstance(item, dict) or not isinstance(item.get("file"), str) or not item["file"]:
-            raise IndexError_("index.yank-invalid", f"{path}: yank[{i}].file is missing or not a string", 'each [[yank]] needs file = "<wheel filename>"')
-        reason = item.get("reason", "")
-        if not isinstance(reason, str):
-            raise IndexError_("index.yank-invalid", f"{path}: yank[{i}].reason must be a string", 'write reason = "why"')
-        yanks[item["file"]] = reason
-    return yanks
+    """``yanked.toml`` as ``{filename: reason}`` (the wheelhouse owns the file)."""
+    from wheelforge.model.errors import WheelhouseError
+    from wheelforge.store.wheelhouse import Wheelhouse
 
+    try:
+        return Wheelhouse(wheelhouse).yanked()
+    except WheelhouseError as exc:  # the index's own error family, for its messages
+        raise IndexError_(exc.id, exc.message, exc.hint) from None
 
 def load_project_status(wheelhouse: Path) -> dict[str, ProjectStatus]:
     """``project-status.toml`` as ``{normalized project: ProjectStatus}``; a missing file means all are active."""
@@ -195,13 +182,18 @@ def _requires_python(metadata: bytes) -> str | None:
     return None
 
 
-def collect(wheelhouse: Path, *, rehash: bool = False) -> tuple[list[IndexFile], list[str]]:
-    """Every wheel in ``entries/`` with what the index needs, plus warnings.
+def collect(wheelhouse: Path, *, rehash: bool = False, include_unverified: bool = False) -> tuple[list[IndexFile], list[str]]:
+    """Every verified wheel in ``entries/`` with what the index needs, plus warnings.
+
+    Only entries whose post-build verification passed are served; ``include_unverified`` also lists
+    unverified and failed ones, marked so on the page.  A file name is served with one sha256 only:
+    two entries holding different bytes under one name stop the index (the wheelhouse refuses to
+    store such a pair; this catches entries copied in by hand).
 
     The wheel's sha256 comes from ``entry.json`` (entries are immutable once
     promoted); ``rehash=True`` recomputes it and refuses a mismatch.
     """
-    from wheelforge.store.wheelhouse import Wheelhouse
+    from wheelforge.store.wheelhouse import Wheelhouse, describe_state
 
     wheelhouse = Path(wheelhouse)
     wh = Wheelhouse(wheelhouse)
@@ -233,6 +225,10 @@ def collect(wheelhouse: Path, *, rehash: bool = False) -> tuple[list[IndexFile],
             if sha and sha != actual:
                 raise IndexError_("index.hash-mismatch", f"{wheel}: sha256 {actual} differs from entry.json {sha}", "the wheel was changed after promotion; rebuild the entry")
             sha = actual
+        state = describe_state(entry)
+        if not state.startswith("verified") and not include_unverified:
+            warnings.append(f"not served: {filename} is {state} (verify it, or index with --include-unverified)")
+            continue
         metadata = _read_metadata(wheel, name, str(version))
         item = IndexFile(
             filename=filename,
@@ -247,7 +243,7 @@ def collect(wheelhouse: Path, *, rehash: bool = False) -> tuple[list[IndexFile],
             yanked=yanks.get(filename),
             key=entry.get("key", entry_dir.name),
             archs_found=tuple(entry.get("archs_found") or ()),
-            verify=entry.get("verify"),
+            verify=state,
             built_at=entry.get("built_at"),
             build_seconds=entry.get("build_seconds"),
             wheel_path=wheel,
@@ -255,12 +251,12 @@ def collect(wheelhouse: Path, *, rehash: bool = False) -> tuple[list[IndexFile],
             sidecars=tuple(s for s in ("provenance.json", "verify.json") if s in present),
             log=logs_dir / f"{entry.get('key', entry_dir.name)}.log" if f"{entry.get('key', entry_dir.name)}.log" in logs else None,
         )
-        # Two keys can yield the same filename; an index can list a filename once, so the newest wins.
         old = by_name.get(filename)
         if old is not None:
-            newer, other = (item, old) if (item.built_at or "") >= (old.built_at or "") else (old, item)
-            warnings.append(f"{filename}: in entries {old.key} and {item.key}; listing the newer build {newer.key}")
-            item = newer
+            if old.sha256 != item.sha256:  # one URL, two byte streams: never
+                raise IndexError_("index.name-two-hashes", f"{filename} is in entries {old.key[:12]} and {item.key[:12]} with different sha256s",
+                                  "a file name stands for one sha256: remove one entry (or rebuild it with --replace, which gives it a new build number)")
+            continue  # the same bytes from two keys: listed once
         by_name[filename] = item
     for filename in sorted(set(yanks) - set(by_name)):
         warnings.append(f"yanked.toml names {filename}, which no entry holds; ignored")
@@ -394,7 +390,7 @@ def render_page(files: list[IndexFile], generated_at: str) -> str:
             f'<td data-label="Version">{e(f.version)}{yank}</td>'
             f'<td data-label="Python">{e(f.python_tag)}</td>'
             f'<td data-label="Archs">{e(" ".join(f.archs_found)) or "host only"}</td>'
-            f'<td data-label="Verify" class="v-{_attr(verify.replace(" ", "-"))}">{e(verify)}</td>'
+            f'<td data-label="Verify" class="v-{_attr(verify.split(" ")[0])}">{e(verify)}</td>'
             f'<td data-label="Size" data-sort="{f.size}">{_human_size(f.size)}</td>'
             f'<td data-label="Built" data-sort="{_attr(f.built_at or "")}">{e((f.built_at or "")[:16].replace("T", " "))}</td>'
             f'<td data-label="Files"><span class="links">{" · ".join(links)}</span></td>'
@@ -522,7 +518,8 @@ def swap_in(new: Path, target: Path) -> None:
     shutil.rmtree(old)
 
 
-def build_index(wheelhouse: str | os.PathLike, *, rehash: bool = False, variants: bool = False) -> IndexResult:
+def build_index(wheelhouse: str | os.PathLike, *, rehash: bool = False, variants: bool = False,
+                include_unverified: bool = False) -> IndexResult:
     """Regenerate ``wheelhouse/index/`` from every entry; atomic for readers, serialized for writers.
 
     ``variants``: also publish each CUDA wheel as a PEP 825 variant twin plus the
@@ -530,7 +527,7 @@ def build_index(wheelhouse: str | os.PathLike, *, rehash: bool = False, variants
     """
     t0 = time.perf_counter()
     wheelhouse = Path(wheelhouse)
-    files, warnings = collect(wheelhouse, rehash=rehash)
+    files, warnings = collect(wheelhouse, rehash=rehash, include_unverified=include_unverified)
     statuses = load_project_status(wheelhouse)
     present = {f.project for f in files}
     warnings += [f"project-status.toml names {p}, which no entry holds; ignored" for p in sorted(set(statuses) - present)]

@@ -16,12 +16,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from wheelforge.model.errors import WheelhouseError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 SCHEMA = 1
 
@@ -210,23 +216,115 @@ class Wheelhouse:
         self.failure_path(key).unlink(missing_ok=True)
 
     def write_verify(self, key: str, report: Mapping[str, Any], status: str) -> None:
-        """verify.json beside the wheel and the ``verify`` field of entry.json (both replaced atomically)."""
+        """verify.json beside the wheel, and the entry's state: ``verified`` (with the level reached) or ``failed``.
+
+        Both files are replaced atomically; a reader sees the old pair or the new one.
+        """
         d = self.entry_dir(key)
         _write_json(d / "verify.json", dict(report))
         manifest = json.loads((d / "entry.json").read_text(encoding="utf-8"))
         manifest["verify"] = status
+        manifest["state"] = "verified" if status == "passed" else "failed"
+        manifest["verify_level"] = verify_level(report) if status == "passed" else None
         _write_json(d / "entry.json", manifest)
+
+    # -- identity: one file name, one sha256, forever
+
+    def names_lock(self):  # noqa: ANN201 - filelock.FileLock
+        """Held while a wheel's file name is checked and its entry promoted (two keys may make one name)."""
+        from filelock import FileLock
+
+        path = self.root / "locks" / "names.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(path))
+
+    def holders_of(self, filename: str) -> list[Entry]:
+        """Entries whose wheel has this file name (a build tag makes another name)."""
+        return [e for e in self.all_entries() if e.manifest.get("wheel") == filename]
+
+    def yanked(self) -> dict[str, str]:
+        """``yanked.toml`` as ``{filename: reason}``; a missing file means nothing is yanked."""
+        path = self.root / "yanked.toml"
+        if not path.exists():
+            return {}
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise WheelhouseError("index.yank-invalid", f"{path}: not valid TOML ({exc})", "fix the syntax; see docs/wheelhouse.md") from exc
+        items = data.get("yank", [])
+        if not isinstance(items, list):
+            raise WheelhouseError("index.yank-invalid", f"{path}: 'yank' must be an array of tables", 'write [[yank]] file = "<wheel>" reason = "..."')
+        yanks: dict[str, str] = {}
+        for i, item in enumerate(items):
+            if not isinstance(item, dict) or not isinstance(item.get("file"), str) or not item["file"]:
+                raise WheelhouseError("index.yank-invalid", f"{path}: yank[{i}].file is missing or not a string", 'each [[yank]] needs file = "<wheel filename>"')
+            reason = item.get("reason", "")
+            if not isinstance(reason, str):
+                raise WheelhouseError("index.yank-invalid", f"{path}: yank[{i}].reason must be a string", 'write reason = "why"')
+            yanks[item["file"]] = reason
+        return yanks
+
+    def yank(self, filename: str, reason: str) -> None:
+        """Mark a file yanked (it stays served, so pinned installs keep working, but resolvers skip it)."""
+        if filename in self.yanked():
+            return
+        path = self.root / "yanked.toml"
+        text = path.read_text(encoding="utf-8") if path.is_file() else ""
+        # JSON strings are valid TOML basic strings: the quoting is right for any name or reason
+        text += f"\n[[yank]]\nfile = {json.dumps(filename)}\nreason = {json.dumps(reason)}\n"
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+
+
+def verify_level(report: Mapping[str, Any]) -> dict[str, Any]:
+    """How far a passed verification went: ``gpu`` (kernels ran on the GPU named), ``cpu`` (tests ran) or ``static``."""
+    gpu = report.get("gpu")
+    ran = [t for t in report.get("tests", []) if t.get("outcome") == "passed"]
+    if gpu and ran:
+        return {"level": "gpu", "gpu": gpu.get("name"), "capability": gpu.get("capability")}
+    return {"level": "cpu" if ran else "static", "gpu": None, "capability": None}
+
+
+def describe_state(manifest: Mapping[str, Any]) -> str:
+    """``verified (gpu kernels on sm_90, NVIDIA H200)``, ``unverified``, ``failed``: for people and pages."""
+    state = manifest.get("state") or {"passed": "verified", "failed": "failed"}.get(str(manifest.get("verify")), "unverified")
+    level = manifest.get("verify_level") or {}
+    if state != "verified" or not level:
+        return state
+    if level.get("level") == "gpu":
+        cap = str(level.get("capability") or "").replace(".", "")
+        return f"verified (gpu kernels on sm_{cap}, {level.get('gpu')})"
+    return f"verified ({level.get('level')} tests)" if level.get("level") == "cpu" else "verified (static audit only)"
+
+
+def differing_inputs(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Key inputs that differ between two plans, one line each (``toolchain.nvcc: 13.0.48 -> 13.0.88``)."""
+    out: list[str] = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += differing_inputs(a, b, f"{prefix}{k}.")
+        else:
+            def short(v: Any) -> str:
+                s = json.dumps(v, sort_keys=True)
+                return s if len(s) <= 120 else s[:117] + "..."
+            out.append(f"{prefix}{k}: {short(a)} -> {short(b)}")
+    return out
 
 
 def make_manifest(*, key: str, recipe: str, version: str, project: str, wheel: Path, sha256: str,
                   target: Mapping[str, Any], archs_found: list[str], built_at: str, build_seconds: float,
-                  archs_ptx: list[str] | None = None) -> dict[str, Any]:
+                  archs_ptx: list[str] | None = None, key_inputs: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """entry.json, every field of the contract present (``archs_ptx`` from the builds that record it)."""
     manifest = {
         "schema": SCHEMA, "key": key, "recipe": recipe, "version": version, "project": project,
         "wheel": wheel.name, "sha256": sha256, "size": wheel.stat().st_size,
         "target": {k: target[k] for k in ("archs", "cuda", "python", "label")},
         "archs_found": list(archs_found), "built_at": built_at, "build_seconds": round(build_seconds, 3), "verify": None,
+        "state": "unverified", "verify_level": None, "key_inputs": dict(key_inputs or {}),
     }
     if archs_ptx is not None:
         manifest["archs_ptx"] = list(archs_ptx)
