@@ -42,6 +42,7 @@ MODULE_BY_PROJECT = {
     "torch": "test_torch.py",
     "xformers": "test_xformers.py",
     "llama-cpp-python": "test_llama_cpp.py",
+    "flash-attn": "test_flash_attn.py",
 }
 #: Test tools the venv needs beside the wheel, per suite module.
 TEST_REQUIRES: dict[str, tuple[str, ...]] = {
