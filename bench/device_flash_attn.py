@@ -402,8 +402,12 @@ class FlashRun:
             self.save("failed: no sdist")
             return 1
         self.step("build", self.do_build)
-        self.step("verify", self.do_verify)
-        self.step("warm", self.do_warm)
+        built = self.dry or any(r["step"] == "build" and r.get("ok") for r in self.records)
+        for name, fn in (("verify", self.do_verify), ("warm", self.do_warm)):
+            if built:
+                self.step(name, fn)
+            else:
+                self.records.append({"step": name, "ok": False, "skipped": True, "error": "the build step failed"})
         self.step("mem32", self.do_mem32)
         failed = [r["step"] for r in self.records if not r.get("ok")]
         self.save("done" + (f", not ok: {' '.join(failed)}" if failed else ""))
