@@ -249,9 +249,14 @@ class FlashRun:
             "step_started": getattr(self, "step_started", None), "wheelhouse": str(self.wh),
             "done": [r["step"] for r in self.records], "failed": [r["step"] for r in self.records if not r.get("ok")]}))
 
+    @property
+    def cache(self) -> str:
+        """ccache when .device/bin or PATH has it (the GPU image has none of its own), else no compiler cache."""
+        return "ccache" if self.dry or shutil.which("ccache", path=self.r.cache_env.get("PATH")) else "none"
+
     def build_argv(self) -> list[str]:
         return ["python3", "-m", "invoke", "build", RECIPE, "--no-isolation", "--cuda", "auto", "--arch", self.arch,
-                "--wheelhouse", str(self.wh), "--compiler-cache", "ccache", "--no-verify", "--offline"]
+                "--wheelhouse", str(self.wh), "--compiler-cache", self.cache, "--no-verify", "--offline"]
 
     def env(self) -> dict[str, str]:
         return {**self.r.cache_env, "WHEELFORGE_CACHE": str(self.state / "cache"), "CCACHE_DIR": str(self.state / "ccache"),
@@ -338,6 +343,8 @@ class FlashRun:
         return rec
 
     def do_warm(self) -> dict[str, Any]:
+        if self.cache == "none":
+            raise RuntimeError("no ccache in .device/bin or on PATH: nothing to rebuild warm")
         if not self.dry:
             os.rename(self.wh, self.wh.with_name("wh-cold"))  # the warm build starts with no wheelhouse
         return self.timed_build("warm", self.work / "warm.log")
@@ -374,7 +381,7 @@ class FlashRun:
                      "FLASH_ATTENTION_FORCE_BUILD": "TRUE"}
         wf_argv = self.build_argv()
         wf_argv[wf_argv.index(str(self.wh))] = str(self.work / "wh-cgroup")
-        wf_argv[wf_argv.index("ccache")] = "none"  # a warm cache would compile nothing
+        wf_argv[wf_argv.index("--compiler-cache") + 1] = "none"  # a warm cache would compile nothing
         runs = {"naive": (["python3", "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-v", "--wheel-dir", str(tree / "out"), "."],
                           naive_env, top),
                 "wheelforge": (wf_argv, self.env(), REPO)}
@@ -394,7 +401,7 @@ class FlashRun:
 
     def run(self) -> int:
         self.r.setup()
-        self.say(f"# flash-attn {self.arch} on {self.r.machine['name']}; budget {self.budget} s")
+        self.say(f"# flash-attn {self.arch} on {self.r.machine['name']}; budget {self.budget} s; compiler cache {self.cache}")
         try:
             self.seed_source_cache()
         except (OSError, RuntimeError) as exc:

@@ -120,6 +120,18 @@ def measure(command: str, *, nice: int) -> dict:
             "tree_peak_bytes": peak, "max_process_rss_bytes": after.ru_maxrss * 1024}
 
 
+def torch_version(command: str) -> str | None:
+    """``__version__`` of the torch whose headers the command includes (torch/version.py beside torch/include)."""
+    m = re.search(r"-I(\S+/torch)/include ", command)
+    if not m:
+        return None
+    try:
+        found = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", (Path(m.group(1)) / "version.py").read_text(), re.M)
+    except OSError:
+        return None
+    return found.group(1) if found else None
+
+
 def tool_version(argv: list[str]) -> str:
     try:
         out = subprocess.run(argv, capture_output=True, text=True, check=False).stdout
@@ -145,7 +157,6 @@ def main(argv: list[str] | None = None) -> int:
         cmd = configure(base, archs, args.threads, Path(tmp) / f"{args.file}.o")
         print(f"$ {cmd}", flush=True)
         result = measure(cmd, nice=args.nice)
-    torch_include = re.search(r"-I(\S+/torch/include) ", base)
     cmd_record = portable(cmd, args.build_ninja.resolve().parents[2])
     record = {
         "file": f"csrc/flash_attn/src/{args.file}.cu",
@@ -153,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         "nvcc_threads": args.threads,
         **result,
         "nvcc": tool_version([re.split(r"\s+", base)[0], "--version"]),
-        "torch_include": torch_include.group(1).split("/site-packages/")[-1] if torch_include else None,
+        "torch": torch_version(base),
         "command": cmd_record,
         "machine": {"cores": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
                     "ram_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)},
