@@ -104,11 +104,19 @@ def eta_seconds(done: int, total: int, elapsed: float) -> float | None:
     return (total - done) * elapsed / done if done and total else None
 
 
+class StepFailed(RuntimeError):
+    """A step that ran but failed; ``record`` keeps what was measured up to then."""
+
+    def __init__(self, message: str, record: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.record = record
+
+
 class Sampler:
     """Every second: the machine's memory in use (peak kept); every 5 s a line of mem.csv with ninja's n/m."""
 
-    def __init__(self, csv: Path, wheelhouse: Path, cgroup: Path | None = None) -> None:
-        self.csv, self.wheelhouse, self.cgroup = csv, wheelhouse, cgroup
+    def __init__(self, csv: Path, step: str, wheelhouse: Path, cgroup: Path | None = None) -> None:
+        self.csv, self.step, self.wheelhouse, self.cgroup = csv, step, wheelhouse, cgroup
         self.peak_used = 0
         self.before = meminfo_used() or 0
         self._stop = threading.Event()
@@ -117,7 +125,7 @@ class Sampler:
     def __enter__(self) -> "Sampler":
         self.csv.parent.mkdir(parents=True, exist_ok=True)
         if not self.csv.exists():
-            self.csv.write_text("step_elapsed_s,used_gib,cgroup_gib,ninja_done,ninja_total\n")
+            self.csv.write_text("step,step_elapsed_s,used_gib,cgroup_gib,ninja_done,ninja_total\n")
         self._t0 = time.monotonic()
         self._thread.start()
         return self
@@ -136,7 +144,7 @@ class Sampler:
                 step = last_step(log) if log else None
                 cg = _read_int(self.cgroup / "memory.current") if self.cgroup else None
                 with open(self.csv, "a") as fh:
-                    fh.write(f"{time.monotonic() - self._t0:.0f},{used / GIB:.2f},{'' if cg is None else f'{cg / GIB:.2f}'},"
+                    fh.write(f"{self.step},{time.monotonic() - self._t0:.0f},{used / GIB:.2f},{'' if cg is None else f'{cg / GIB:.2f}'},"
                              f"{step[0] if step else ''},{step[1] if step else ''}\n")
             tick += 1
             self._stop.wait(1.0)
@@ -241,6 +249,7 @@ class FlashRun:
     def save(self, status: str, current: str = "") -> None:
         if self.dry:
             return
+        self.state.mkdir(parents=True, exist_ok=True)
         rows = rows_from(self.records, self.r.machine)
         dev._atomic(self.state / "device_rows.json", json.dumps({"machine": self.r.machine, "updated": dev.utc_now(),
                                                                 "records": self.records, "rows": rows}, indent=1))
@@ -280,7 +289,7 @@ class FlashRun:
         if self.dry:
             self.r.timed(argv, self.env(), REPO, log)
             return {"step": name, "command": shlex.join(argv)}
-        with Sampler(self.state / "mem.csv", self.wh) as s:
+        with Sampler(self.state / "mem.csv", name, self.wh) as s:
             t = self.r.timed(argv, self.env(), REPO, log)
         rec: dict[str, Any] = {"step": name, "command": shlex.join(argv), "rc": t["rc"], "wall": t["wall"], "cpu": t["cpu"],
                                "peak_tree_rss": t["peak_rss"], "peak_used": s.peak_used, "used_before": s.before,
@@ -295,7 +304,7 @@ class FlashRun:
             rec["ninja_steps"] = last_step(wlog)
             shutil.copy2(wlog, log.with_name(f"{name}-wheelforge.log"))
         if t["rc"] != 0:
-            raise RuntimeError(f"exit {t['rc']}; last lines: {' / '.join(t['tail'][-8:])}")
+            raise StepFailed(f"exit {t['rc']}; last lines: {' / '.join(t['tail'][-8:])}", rec)
         rec.update(self.r.inspect_wheel(self.wh))
         return rec
 
@@ -312,8 +321,8 @@ class FlashRun:
         try:
             rec = fn()
             rec["ok"] = True
-        except Exception as exc:  # recorded; the next step still runs
-            rec = {"step": name, "ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        except Exception as exc:  # recorded with what was measured; the next step still runs
+            rec = {**getattr(exc, "record", {}), "step": name, "ok": False, "error": f"{type(exc).__name__}: {exc}"}
             self.say(f"!! {name} failed: {exc}")
         rec["finished"] = dev.utc_now()
         if not self.dry:

@@ -80,3 +80,18 @@ def test_dry_run_prints_the_commands_and_writes_nothing(tmp_path: Path, capsys) 
     assert "invoke verify" in out and "--system-site-packages --offline" in out
     assert "limited to 32 GiB" in out
     assert not state.exists()
+
+
+def test_a_failed_step_keeps_what_it_measured(tmp_path: Path) -> None:
+    run = fa.FlashRun(tmp_path / "state", dry=False, budget_s=100, step_timeout=10, oom_demo_s=0, arch="9.0")
+
+    def killed():
+        raise fa.StepFailed("exit -9", {"step": "build", "wall": 900.0, "ninja_steps": (40, 73)})
+
+    run.step("build", killed)
+    (rec,) = run.records
+    assert rec["ok"] is False and rec["wall"] == 900.0 and rec["ninja_steps"] == (40, 73) and "exit -9" in rec["error"]
+    run.step("verify", lambda: {"step": "verify", "wall": 1.0})  # the budget decides, the step runs
+    assert run.records[-1]["ok"] is True
+    status = (tmp_path / "state" / "status.json").read_text()
+    assert '"failed": ["build"]' in status
