@@ -83,7 +83,7 @@ def test_dry_run_prints_the_commands_and_writes_nothing(tmp_path: Path, capsys) 
 
 
 def test_a_failed_step_keeps_what_it_measured(tmp_path: Path) -> None:
-    run = fa.FlashRun(tmp_path / "state", dry=False, budget_s=100, step_timeout=10, oom_demo_s=0, arch="9.0")
+    run = fa.FlashRun(tmp_path / "state", dry=False, budget_s=1000, step_timeout=10, oom_demo_s=0, arch="9.0")
 
     def killed():
         raise fa.StepFailed("exit -9", {"step": "build", "wall": 900.0, "ninja_steps": (40, 73)})
@@ -95,3 +95,10 @@ def test_a_failed_step_keeps_what_it_measured(tmp_path: Path) -> None:
     assert run.records[-1]["ok"] is True
     status = (tmp_path / "state" / "status.json").read_text()
     assert '"failed": ["build"]' in status
+
+
+def test_a_step_that_cannot_fit_the_budget_is_skipped(tmp_path: Path) -> None:
+    run = fa.FlashRun(tmp_path / "state", dry=False, budget_s=100, step_timeout=10, oom_demo_s=0, arch="9.0")
+    run.step("warm", lambda: {"step": "warm"})  # needs about 300 s
+    assert run.records == [{"step": "warm", "ok": False, "skipped": True, "error": run.records[0]["error"]}]
+    assert run.records[0]["error"].startswith("budget: ")
