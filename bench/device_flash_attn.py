@@ -61,6 +61,7 @@ PLAIN_REFERENCE = ("plain `FLASH_ATTN_CUDA_ARCHS=90 MAX_JOBS=16 NVCC_THREADS=2 p
                    "at 63 GB as 16 jobs started together; about 15 min extrapolated, not run to the end")
 #: seconds a step is expected to need at least; a step that cannot fit in the budget left is skipped
 NEEDS = {"verify": 120, "warm": 300, "mem32": 30}
+STEPS = ("build", "verify", "warm", "mem32")
 _STEP = re.compile(r"^\s*\[(\d+)/(\d+)\]\s")
 
 
@@ -179,6 +180,13 @@ class MemoryCgroup:
             tries.append((1, root / "memory" / self.name, "memory.limit_in_bytes"))
         for version, path, limit_file in tries:
             try:
+                if version == 2 and "memory" not in (root / "cgroup.subtree_control").read_text().split():
+                    # children get memory.max only when the parent delegates the controller; a parent
+                    # that holds processes itself may refuse (EBUSY): then the mkdir below has no memory.max
+                    try:
+                        (root / "cgroup.subtree_control").write_text("+memory")
+                    except OSError:
+                        pass
                 path.mkdir(exist_ok=True)
                 (path / limit_file).write_text(str(self.limit))
                 if version == 2:
@@ -230,8 +238,10 @@ class MemoryCgroup:
 
 
 class FlashRun:
-    def __init__(self, state: Path, *, dry: bool, budget_s: int, step_timeout: int, oom_demo_s: int, arch: str) -> None:
+    def __init__(self, state: Path, *, dry: bool, budget_s: int, step_timeout: int, oom_demo_s: int, arch: str,
+                 steps: Iterable[str] = STEPS) -> None:
         self.state, self.dry, self.budget, self.oom_demo_s, self.arch = state, dry, budget_s, oom_demo_s, arch
+        self.steps = tuple(steps)
         self.r = dev.Runner(state, os.cpu_count() or 1, dry, step_timeout, warm_cache="ccache")
         self.t0 = time.monotonic()
         self.records: list[dict[str, Any]] = []
@@ -360,8 +370,9 @@ class FlashRun:
 
     def do_mem32(self) -> dict[str, Any]:
         rec: dict[str, Any] = {"step": "mem32", "limit_bytes": 32 * GIB, "cores": os.cpu_count() or 1}
+        # --no-isolation and no --with: planning reads the machine's torch, no network
         plan_argv = ["python3", "-m", "invoke", "plan", RECIPE, "--no-isolation", "--cuda", "auto", "--arch", self.arch,
-                     "--offline", "--compiler-cache", "none", "--json"]
+                     "--compiler-cache", "none", "--json"]
         if self.dry:
             self.say("# in a child memory cgroup limited to 32 GiB: " + shlex.join(plan_argv))
             return rec
@@ -417,14 +428,18 @@ class FlashRun:
             self.say(f"!! {exc}")
             self.save("failed: no sdist")
             return 1
-        self.step("build", self.do_build)
+        if "build" in self.steps:
+            self.step("build", self.do_build)
         built = self.dry or any(r["step"] == "build" and r.get("ok") for r in self.records)
         for name, fn in (("verify", self.do_verify), ("warm", self.do_warm)):
+            if name not in self.steps:
+                continue
             if built:
                 self.step(name, fn)
             else:
-                self.records.append({"step": name, "ok": False, "skipped": True, "error": "the build step failed"})
-        self.step("mem32", self.do_mem32)
+                self.records.append({"step": name, "ok": False, "skipped": True, "error": "no build step succeeded in this run"})
+        if "mem32" in self.steps:
+            self.step("mem32", self.do_mem32)
         failed = [r["step"] for r in self.records if not r.get("ok")]
         self.save("done" + (f", not ok: {' '.join(failed)}" if failed else ""))
         self.say(summary(self.records))
@@ -532,11 +547,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--arch", default=ARCH, help="CUDA arch to build (default 9.0: the GPU machine's H200)")
     ap.add_argument("--budget-s", type=int, default=1500, help="seconds from the start after which no further step begins (default 1500)")
     ap.add_argument("--step-timeout", type=int, default=1800, help="seconds before a build is killed")
+    ap.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated subset of {','.join(STEPS)} (verify and warm need "
+                                                             "build in the same run)")
     ap.add_argument("--oom-demo-s", type=int, default=0, help="seconds of the naive and of wheelforge's build inside the 32 GiB cgroup (0: none)")
     ap.add_argument("--background", action="store_true", help="detach (own session), log to STATE/device.log, return at once")
     ap.add_argument("--poll", action="store_true", help="status, ninja progress and ETA, memory; copy results into $OUT")
     ap.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     args = ap.parse_args(argv)
+    steps = [x for x in args.steps.split(",") if x]
+    if not steps or set(steps) - set(STEPS):
+        ap.error(f"--steps takes a comma-separated subset of {','.join(STEPS)}, not {args.steps!r}")
     state = Path(args.state).resolve()
     if args.poll:
         return poll(state)
@@ -551,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"started pid {p.pid} (own session); poll with: python3 bench/device_flash_attn.py --poll")
         return 0
     return FlashRun(state, dry=args.dry_run, budget_s=args.budget_s, step_timeout=args.step_timeout, oom_demo_s=args.oom_demo_s,
-                    arch=args.arch).run()
+                    arch=args.arch, steps=steps).run()
 
 
 if __name__ == "__main__":
