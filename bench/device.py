@@ -311,6 +311,21 @@ def machine_info() -> dict[str, Any]:
             "cpu": cpu, "gpu": gpu, "gpu_machine": True}
 
 
+def _session_pids(sid: int) -> list[int]:
+    """Processes whose session id is ``sid``."""
+    pids = []
+    for e in os.scandir("/proc"):
+        if e.name.isdigit():
+            try:
+                with open(f"/proc/{e.name}/stat", "rb") as fh:
+                    s = fh.read().decode(errors="replace")
+                if int(s[s.rfind(")") + 2:].split()[3]) == sid:
+                    pids.append(int(e.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return pids
+
+
 def _session_rss(sid: int) -> int:
     total, page = 0, os.sysconf("SC_PAGE_SIZE")
     for e in os.scandir("/proc"):
@@ -431,7 +446,15 @@ class Runner:
 
             def kill() -> None:
                 killed.set()
-                os.killpg(proc.pid, signal.SIGKILL)  # the build's own session, started above
+                # The build's own session, started above: every process in it, since ninja starts each
+                # job in a process group of its own and killpg(proc.pid) alone left nvcc/cicc running
+                # (seen with flash-attn, whose jobs hold several GiB each).
+                for _ in range(2):
+                    for pid in [proc.pid, *_session_pids(proc.pid)]:
+                        try:
+                            os.kill(pid, signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
 
             # A timer kills a build past --step-timeout; wait() itself takes no timeout, since
             # Popen.wait(timeout=) polls every 50 ms and would round the short timings up to that grain.

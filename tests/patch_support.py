@@ -29,6 +29,10 @@ SDISTS = {
         "llama_cpp_python-0.3.36.tar.gz",
         "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e",
     ),
+    "flash-attn": (
+        "flash_attn-2.8.3.post2.tar.gz",
+        "d0f9f0b08a986cdeadbffcf5ec8b3a8f514366c68ad1853d3ab061bc83cc340b",
+    ),
 }
 
 _SIMPLE = "https://pypi.org/simple/{name}/"

@@ -2,7 +2,7 @@
 
 * every patch named by a recipe exists, has a why-and-where header, and applies
   with ``git apply --check`` + ``git apply`` to the pristine sdist it is for;
-* xformers: the patched ``setup.py`` pins ``torch==<version>``;
+* xformers and flash-attn: the patched ``setup.py`` pins ``torch==<version>``;
 * llama-cpp-python (slow): a real CPU-only build before and after the patch;
   the patched wheel holds each shared library once and still loads.
 """
@@ -42,6 +42,7 @@ pytestmark = pytest.mark.integration
 
 XFORMERS_PATCH = PATCH_DIR / "xformers" / "0001-pin-exact-torch.patch"
 LLAMA_PATCH = PATCH_DIR / "llama-cpp-python" / "0001-install-each-library-once.patch"
+FLASH_ATTN_PATCH = PATCH_DIR / "flash-attn" / "0001-pin-exact-torch.patch"
 
 
 @pytest.fixture(scope="session")
@@ -63,10 +64,15 @@ def llama_sdist(sdist_cache: Path) -> Path:
     return download_sdist("llama-cpp-python", sdist_cache)
 
 
+@pytest.fixture(scope="session")
+def flash_attn_sdist(sdist_cache: Path) -> Path:
+    return download_sdist("flash-attn", sdist_cache)
+
+
 # --------------------------------------------------------------------------- series
 
 
-@pytest.mark.parametrize("name", ["xformers", "llama-cpp-python"])
+@pytest.mark.parametrize("name", ["xformers", "llama-cpp-python", "flash-attn"])
 def test_recipe_patches_exist_with_a_header(name: str) -> None:
     recipe = load_recipe(REPO / "recipes" / f"{name}.toml")
     assert recipe.patches, f"{name}: the recipe lists no patch"
@@ -130,6 +136,49 @@ def test_xformers_patch_pins_exact_torch(xformers_sdist: Path, tmp_path: Path) -
     assert json.loads(out.stdout) == [r if not r.replace(" ", "").startswith("torch>=") else "torch==2.11.0" for r in pristine_reqs]
     # and setup() takes install_requires from fetch_requirements()
     assert "install_requires=fetch_requirements()" in (root / "setup.py").read_text()
+
+
+# --------------------------------------------------------------------------- flash-attn
+
+
+def test_flash_attn_patch_pins_exact_torch(flash_attn_sdist: Path, tmp_path: Path) -> None:
+    root = extract_sdist(flash_attn_sdist, tmp_path / "src")
+    pristine = ast.parse((root / "setup.py").read_text())
+    assert ast.literal_eval(_install_requires(pristine)) == ["torch", "einops"]  # the problem the patch fixes
+
+    git_apply(root, FLASH_ATTN_PATCH)
+    setup_py = root / "setup.py"
+    tree = ast.parse(setup_py.read_text())
+    (fn,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "pin_torch_requirement"]
+    namespace: dict = {}
+    exec(compile(ast.Module(body=[fn], type_ignores=[]), str(setup_py), "exec"), namespace)
+    pin = namespace["pin_torch_requirement"]
+    assert pin(["torch", "einops"], "2.15.0+cu128.sm120") == ["torch==2.15.0+cu128.sm120", "einops"]
+    assert pin(["torch>=2.4 ; python_version>'3.9'", "torchvision"], "2.11.0") == ["torch==2.11.0", "torchvision"]
+
+    # setup() gets install_requires from the pin, fed by the version pip sees for the torch that runs
+    # setup.py: evaluate exactly that argument expression in a child whose only torch is a
+    # distribution made here (PyPI's torch is "2.11.0" in its metadata, "2.11.0+cu130" in torch.__version__).
+    expr = _install_requires(tree)
+    assert "importlib.metadata.version(\"torch\")" in expr.replace("'", '"')
+    site = tmp_path / "site"
+    dist_info = site / "torch-2.11.0.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: torch\nVersion: 2.11.0\n")
+    code = ("import importlib.metadata, json\n" + ast.unparse(fn) + f"\nprint(json.dumps({expr}))\n")
+    out = subprocess.run([sys.executable, "-S", "-c", f"import sys; sys.path.insert(0, {str(site)!r})\n" + code], cwd=root,
+                         capture_output=True, text=True, check=True, env={"PATH": os.environ.get("PATH", "")})
+    assert json.loads(out.stdout) == ["torch==2.11.0", "einops"]
+    # and the module imports importlib.metadata for it
+    assert any(isinstance(n, ast.Import) and any(a.name == "importlib.metadata" for a in n.names) for n in tree.body)
+
+
+def _install_requires(tree: ast.Module) -> str:
+    """Source of the install_requires= argument of the setup(...) call in setup.py."""
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "setup"]
+    (call,) = calls
+    (kw,) = [k for k in call.keywords if k.arg == "install_requires"]
+    return ast.unparse(kw.value)
 
 
 # --------------------------------------------------------------------------- llama-cpp-python

@@ -162,6 +162,7 @@ def test_suite_failure_is_reported_per_test(built, tmp_path):
 def test_suite_modules_by_project():
     assert suite_modules(Path("xformers-0.0.35+cu128.sm120-cp311-cp311-linux_x86_64.whl"), None) == ["test_wheel_static.py", "test_xformers.py"]
     assert suite_modules(Path("llama_cpp_python-0.3.16-cp311-cp311-linux_x86_64.whl"), None) == ["test_wheel_static.py", "test_llama_cpp.py"]
+    assert suite_modules(Path("flash_attn-2.8.3.post2+cu130.sm90-cp312-cp312-linux_x86_64.whl"), None) == ["test_wheel_static.py", "test_flash_attn.py"]
     assert suite_modules(Path("foo-1.0-py3-none-any.whl"), "tests/postbuild/test_torch.py") == ["test_wheel_static.py", "test_torch.py"]
     assert suite_modules(Path("foo-1.0-py3-none-any.whl"), None) == ["test_wheel_static.py"]
 

@@ -134,6 +134,31 @@ def test_arch_the_toolkit_cannot_build(tmp_path):
     assert "sm_120 needs CUDA >= 12.8" in str(exc.value)
 
 
+def test_cuda_arch_numbers_placeholder(tmp_path):
+    text = VALID.replace('[env]\n', '[env]\nFLASH_ATTN_CUDA_ARCHS = "{cuda_arch_numbers}"\n', 1)
+    plan = _plan(tmp_path, text, target=_target(tmp_path, arch="9.0;12.0a;10.0+PTX"))
+    assert plan.env["FLASH_ATTN_CUDA_ARCHS"] == "90;100;120a"  # nvcc's numbers, suffix kept, +PTX dropped
+
+
+def test_archs_outside_supported_archs_stop_at_planning(tmp_path):
+    text = VALID.replace("ram_per_job_gb = 2.0", 'ram_per_job_gb = 2.0\nsupported_archs = ["8.0", "9.0", "12.0"]', 1)
+    assert _plan(tmp_path, text, target=_target(tmp_path, arch="9.0;12.0")).env["TORCH_CUDA_ARCH_LIST"] == "9.0;12.0"
+    for arch, bad in (("12.0a", "12.0a"), ("8.6;12.0", "8.6"), ("12.0+PTX", "12.0+PTX")):
+        with pytest.raises(PlanError) as exc:
+            _plan(tmp_path, text, target=_target(tmp_path, arch=arch))
+        assert exc.value.id == "plan.arch-unsupported"
+        assert exc.value.message == f"demo builds no code for {bad}"
+        assert "8.0, 9.0, 12.0" in exc.value.hint
+
+
+def test_supported_archs_enter_the_key_only_when_set(tmp_path):
+    plain = _plan(tmp_path)
+    assert "supported_archs" not in plain.key_inputs["recipe"]  # keys of recipes without it are unchanged
+    text = VALID.replace("ram_per_job_gb = 2.0", 'ram_per_job_gb = 2.0\nsupported_archs = ["12.0"]', 1)
+    limited = _plan(tmp_path, text)
+    assert limited.key_inputs["recipe"]["supported_archs"] == ["12.0"] and limited.key != plain.key
+
+
 def test_uv_fills_the_build_venv_with_the_same_requirements(tmp_path):
     pip = _plan(tmp_path)
     uv = _plan(tmp_path, uv="/opt/bin/uv")

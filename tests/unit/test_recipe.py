@@ -41,6 +41,8 @@ BAD = [
     ('description = "test recipe"', 'description = "x"\nflavour = "spicy"', "flavour", "is not a known key"),
     ('url = "https://example.invalid/demo.git"\n', '', 'versions.0.9.0.source.url', "is required but missing"),
     ('[versions."1.0.0"]', '[versions."one"]', "versions.one", "not a PEP 440 version"),
+    ('ram_per_job_gb = 2.0', 'ram_per_job_gb = 2.0\nsupported_archs = ["120"]', "supported_archs", "write '120' as '12.0'"),
+    ('ram_per_job_gb = 2.0', 'ram_per_job_gb = 2.0\nsupported_archs = ["sm_999"]', "supported_archs", "not a known compute capability"),
 ]
 
 

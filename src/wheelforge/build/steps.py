@@ -80,9 +80,10 @@ def run(step: RunStep, a: Attempt) -> None:
 
     def on_line(line: str) -> None:
         if tracker.feed(line) and tracker.total:
-            a.reporter.progress(tracker.done, tracker.total)
+            a.reporter.progress(tracker.done, tracker.total, eta=tracker.eta())
 
     for command in step.commands:
+        tracker.set_phase("configure")  # the ETA's rate counts from the start of each command
         env = command_env(a, command)
         a.reporter.log("$ " + command.shell())
         result = stream(command.argv, env=env, cwd=command.cwd, log=a.log, on_line=on_line)

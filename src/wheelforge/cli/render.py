@@ -38,26 +38,36 @@ class ConsoleReporter(Reporter):
         self._label = ""
         self._step = ""
         self._started = time.monotonic()
+        self._tenth = -1
 
     def step(self, label: str, name: str, index: int, total: int) -> None:
         self._label, self._step = label, name
         self._started = time.monotonic()
+        self._tenth = -1
         if self.live:
             if self._bar is None:
-                from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+                from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+                # The tracker's ETA, not rich's: rich estimates over its last 30 s, and one flash-attn kernel
+                # file takes minutes, so its estimate would mostly read "-:--:--".
                 self._bar = Progress(SpinnerColumn(), TextColumn("[bold]{task.fields[step]:<16}"), TextColumn(label), BarColumn(),
-                                     MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                                     MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA {task.fields[eta]}"),
                                      console=self.out, transient=True)
                 self._bar.start()
-                self._task = self._bar.add_task(label, total=None, step=name)
-            self._bar.update(self._task, step=f"{index}/{total} {name}", completed=0, total=None)
+                self._task = self._bar.add_task(label, total=None, step=name, eta="-")
+            self._bar.update(self._task, step=f"{index}/{total} {name}", completed=0, total=None, eta="-")
         else:
             self.out.print(f"[{name}] {label}", markup=False, highlight=False)
 
-    def progress(self, done: int, total: int, *, unit: str = "steps") -> None:
+    def progress(self, done: int, total: int, *, unit: str = "steps", eta: float | None = None) -> None:
+        from wheelforge.build.progress import format_eta
+
         if self._bar is not None:
-            self._bar.update(self._task, completed=done, total=total or None)
+            self._bar.update(self._task, completed=done, total=total or None, eta=format_eta(eta))
+        elif total >= 20 and done * 10 // total != self._tenth:
+            # a log gets one line per tenth of a long build, with the ETA: readable, and it shows life
+            self._tenth = done * 10 // total
+            self.out.print(f"[{self._step}] {self._label}: {done}/{total}, ETA {format_eta(eta)}", markup=False, highlight=False)
 
     def log(self, line: str) -> None:
         if self.verbose:

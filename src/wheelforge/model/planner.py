@@ -70,6 +70,13 @@ def _check_inputs(recipe: Recipe, version: str, target: Target, toolchain: Toolc
     if target.cuda not in ("auto", cuda) and Version(target.cuda).release[:2] != Version(cuda).release[:2]:
         raise PlanError("plan.cuda-mismatch", f"target CUDA {target.cuda} but toolchain facts are for CUDA {cuda}", "pass matching --cuda")
     check_toolkit_supports(target.archs, cuda)
+    unsupported = recipe.unsupported_archs(target.archs)
+    if unsupported:
+        # e.g. flash-attn's setup.py emits -gencode only for 80, 90, 100, 120 and silently skips the rest
+        raise PlanError(
+            "plan.arch-unsupported", f"{recipe.name} builds no code for {', '.join(unsupported)}",
+            f"pick from {', '.join(recipe.supported_archs)} (SASS for X.0 also runs on X.y cards of the same major)",
+        )
     pin = recipe.pin(version)
     if pin.requires_python and not pin.requires_python.contains(target.python_version):
         raise PlanError(
@@ -144,6 +151,8 @@ def make_plan(
         "full_version": full_version,
         "torch_cuda_arch_list": torch_cuda_arch_list(target.archs),
         "cmake_cuda_architectures": cmake_cuda_architectures(target.archs, recipe.cmake_arch_rewrite),
+        "cuda_arch_numbers": ";".join(a.number for a in target.archs),
+        "cuda_arch_numbers": ";".join(a.number for a in target.archs),
         "cuda_version": cuda,
         "cuda_home": cuda_home,
         "jobs": str(jobs),

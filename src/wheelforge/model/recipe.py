@@ -37,6 +37,7 @@ PLACEHOLDERS: Mapping[str, str] = {
     "full_version": "version with the local label, e.g. 0.0.35+cu128.sm120",
     "torch_cuda_arch_list": "TORCH_CUDA_ARCH_LIST form, e.g. 9.0;12.0",
     "cmake_cuda_architectures": "CMAKE_CUDA_ARCHITECTURES form, e.g. 90-real;120-real",
+    "cuda_arch_numbers": "nvcc's arch numbers, ';'-separated, suffix kept, +PTX dropped, e.g. 90;120a",
     "cuda_version": "CUDA version of the toolkit, e.g. 12.8",
     "cuda_home": "toolkit root, e.g. /usr/local/cuda-12.8",
     "jobs": "parallel compile jobs chosen from memory and cores",
@@ -141,6 +142,13 @@ class Recipe:
     wheel_tag: str = "{python_tag}-{python_tag}"  # python-abi part of the wheel name
     # CUDA major ("cu12") -> library key -> exact version: build env and Requires-Dist pins
     nvidia_versions: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    supported_archs: tuple[str, ...] = ()  # arch spellings the project's build honours; empty = any
+
+    def unsupported_archs(self, archs: Any) -> list[str]:
+        """Those of ``archs`` (CudaArch) the project would build no code for (``str(arch)`` not listed)."""
+        if not self.supported_archs:
+            return []
+        return [str(a) for a in archs if str(a) not in self.supported_archs]
 
     @property
     def patch_dir(self) -> Path:
@@ -197,6 +205,8 @@ class Recipe:
             "cmake_arch_rewrite": self.cmake_arch_rewrite,
             "runtime_requires": list(self.runtime_requires),
             "wheel_tag": self.wheel_tag,
+            # only when set, so the keys of recipes without it stay as they were
+            **({"supported_archs": list(self.supported_archs)} if self.supported_archs else {}),
         }
 
 
@@ -317,6 +327,7 @@ def load_recipe(path: str | os.PathLike[str]) -> Recipe:
     if not re.fullmatch(r"[a-z0-9_{}.]+-[a-z0-9_{}.]+", wheel_tag):
         raise r.fail("wheel_tag", f"{wheel_tag!r} is not '<python tag>-<abi tag>'", "e.g. 'py39-none' or '{python_tag}-{python_tag}'")
     runtime_requires = tuple(_requirements(r, "runtime_requires"))
+    supported_archs = tuple(_archs(r, "supported_archs"))
 
     # env template: values may use only the documented placeholders
     build_r = r.table("build")
@@ -393,7 +404,7 @@ def load_recipe(path: str | os.PathLike[str]) -> Recipe:
         build=BuildDeps(requires=requires, recipes=dep_recipes, nvidia=nvidia), ram_per_job_gb=float(ram),
         local_version=local_version, patches=tuple(patches), test_module=test_module,
         runtime_requires=runtime_requires, cmake_arch_rewrite=rewrite, description=description,
-        wheel_tag=wheel_tag, nvidia_versions=nvidia_versions,
+        wheel_tag=wheel_tag, nvidia_versions=nvidia_versions, supported_archs=supported_archs,
     )
 
 
@@ -419,6 +430,25 @@ def _nvidia_versions(r: _Reader) -> dict[str, dict[str, str]]:
             except InvalidVersion:
                 raise libs.fail(lib, f"{version!r} is not a version", "copy the exact version from PyPI") from None
             out[major][lib] = version
+    return out
+
+
+def _archs(r: _Reader, key: str) -> list[str]:
+    """A list of arch spellings, each in the canonical form ``str(parse_arch(x))`` (``12.0``, ``9.0a``, ``8.0+PTX``)."""
+    from wheelforge.model.arch import parse_arch
+    from wheelforge.model.errors import ArchError
+
+    out = []
+    for item in r.get(key, list, [], what="a list of CUDA archs"):
+        if not isinstance(item, str):
+            raise r.fail(key, f"{item!r} is not an arch string")
+        try:
+            canonical = str(parse_arch(item))
+        except ArchError as exc:
+            raise r.fail(key, exc.message, "write archs as 9.0, 12.0, 12.0a or 12.0+PTX") from None
+        if canonical != item:
+            raise r.fail(key, f"write {item!r} as {canonical!r}", "the list is compared with the target's archs as --arch prints them")
+        out.append(item)
     return out
 
 

@@ -23,8 +23,9 @@ class Reporter:
     def step(self, label: str, name: str, index: int, total: int) -> None:
         """Step ``index`` (1-based) of ``total``, called ``name``, of the task ``label`` begins."""
 
-    def progress(self, done: int, total: int, *, unit: str = "steps") -> None:
-        """Work inside the current step: ``done`` of ``total`` (ninja's [n/m], compiled kernel files...)."""
+    def progress(self, done: int, total: int, *, unit: str = "steps", eta: float | None = None) -> None:
+        """Work inside the current step: ``done`` of ``total`` (ninja's [n/m], compiled kernel files...), and
+        the seconds left when they can be estimated."""
 
     def log(self, line: str) -> None:
         """A command about to run or a line a tool printed (the build log always has these)."""

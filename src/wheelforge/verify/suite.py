@@ -47,6 +47,7 @@ MODULE_BY_PROJECT = {
     "torchvision": "test_torchvision.py",
     "torchaudio": "test_torchaudio.py",
     "cuda-libs-demo": "test_cuda_libs_demo.py",
+    "flash-attn": "test_flash_attn.py",
 }
 #: Test tools the venv needs beside the wheel, per suite module.
 TEST_REQUIRES: dict[str, tuple[str, ...]] = {
