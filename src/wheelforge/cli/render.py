@@ -12,9 +12,13 @@ import os
 import time
 from typing import Any
 
-from wheelforge.binaries.audit import AuditReport, count_by_arch
+from typing import TYPE_CHECKING
+
 from wheelforge.model.report import Reporter
-from wheelforge.verify.suite import VerifyReport
+
+if TYPE_CHECKING:  # imported where drawn: a no-op build draws neither
+    from wheelforge.binaries.audit import AuditReport
+    from wheelforge.verify.suite import VerifyReport
 
 
 def console(stderr: bool = True) -> Any:
@@ -30,15 +34,24 @@ class ConsoleReporter(Reporter):
     """
 
     def __init__(self, out: Any = None, *, verbose: bool = False) -> None:
-        self.out = out or console()
+        self._out = out
         self.verbose = verbose
-        self.live = bool(getattr(self.out, "is_terminal", False))
         self._bar: Any = None
         self._task: Any = None
         self._label = ""
         self._step = ""
         self._started = time.monotonic()
         self._tenth = -1
+
+    @property
+    def out(self) -> Any:
+        if self._out is None:  # rich is imported when something is drawn, not on a no-op
+            self._out = console()
+        return self._out
+
+    @property
+    def live(self) -> bool:
+        return bool(getattr(self.out, "is_terminal", False))
 
     def step(self, label: str, name: str, index: int, total: int) -> None:
         self._label, self._step = label, name
@@ -83,6 +96,8 @@ class ConsoleReporter(Reporter):
 
 
 def audit_table(report: AuditReport, width: int = 120) -> str:
+    from wheelforge.binaries.audit import count_by_arch
+
     """A rich table of the files, then the verdict, as plain text."""
     from rich.console import Console
     from rich.table import Table
