@@ -36,17 +36,20 @@ from .errors import ConfigError, VerifyError
 POSTBUILD_DIR = Path(__file__).resolve().parents[2] / "tests" / "postbuild"
 STATIC_MODULE = "test_wheel_static.py"
 #: Support files copied with every run (conftest holds target parsing and GPU detection).
-SUPPORT_FILES = ("conftest.py", "gguf_model.py", "postbuild_support.py")
+SUPPORT_FILES = ("conftest.py", "gguf_model.py", "hf_tiny_llama.py", "postbuild_support.py")
 #: Suite module for a bare wheel, by distribution name; recipes name theirs in ``test_module``.
 MODULE_BY_PROJECT = {
     "torch": "test_torch.py",
     "xformers": "test_xformers.py",
     "llama-cpp-python": "test_llama_cpp.py",
+    "llama-cpp-tools": "test_llama_cpp_tools.py",
 }
 #: Test tools the venv needs beside the wheel, per suite module.
 TEST_REQUIRES: dict[str, tuple[str, ...]] = {
     "": ("pytest>=8.0",),
     "test_llama_cpp.py": ("gguf>=0.10", "numpy>=1.26"),
+    # gguf_model.py writes the GGUF where torch/transformers/sentencepiece are missing (CI)
+    "test_llama_cpp_tools.py": ("gguf>=0.10", "numpy>=1.26"),
     "test_demo_cuda.py": ("numpy>=1.26",),
 }
 _MISMATCH = re.compile(r"GPU \S+ is not covered by this wheel: .*")

@@ -43,3 +43,22 @@ def test_pin_and_cuda_resolution_helpers() -> None:
     assert cuda_from_requires_dist(["filelock", "nvidia-cuda-runtime-cu12==12.8.90; platform_system == 'Linux'"]) == "12.8"
     assert cuda_from_requires_dist(["nvidia-cuda-runtime==13.2.51; platform_system == 'Linux'"]) == "13.2"
     assert cuda_from_requires_dist(["numpy"]) is None
+
+
+def test_analyze_reads_executables_too(tmp_path) -> None:
+    """A CMake project's programs (<package>/bin/*, mode 755) are checked like its libraries; a non-executable ELF is not."""
+    import shutil
+    import zipfile
+
+    from wheelforge.relocate import analyze
+
+    elf = open(shutil.which("true"), "rb").read()
+    wheel = tmp_path / "demo-1.0-py3-none-linux_x86_64.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for name, mode in (("pkg/bin/true", 0o755), ("pkg/data/true-copy", 0o644)):
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (0o100000 | mode) << 16
+            zf.writestr(info, elf)
+    needs = analyze(wheel, "12.8").needs
+    assert {n.file for n in needs} == {"pkg/bin/true"}
+    assert any(n.soname == "libc.so.6" and n.source == "system" for n in needs)
