@@ -171,3 +171,43 @@ def test_launcher_is_standard_library_only() -> None:
     imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module and n.level == 0}
     assert imported <= set(sys.stdlib_module_names) | {"__future__"}, imported
+
+
+def test_launcher_execs_programs_and_checks_script_imports(tmp_path: Path) -> None:
+    """The shim module with a generated table, as the wheel holds them: a program gets the arguments;
+    a script with a missing import stops with one line; a script whose imports are there runs as __main__."""
+    import os
+    import subprocess
+
+    pkg = tmp_path / "demo_tools"
+    (pkg / "bin").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "_launch.py").write_text(LAUNCHER.read_text())
+    prog = pkg / "bin" / "demo-echo"
+    prog.write_text("#!/bin/sh\necho \"argv: $*\"\n")
+    prog.chmod(0o755)
+    (pkg / "tools").mkdir()
+    (pkg / "tools" / "helper_mod.py").write_text("VALUE = 'sibling import ok'\n")
+    (pkg / "tools" / "run_me.py").write_text("import sys, helper_mod\nprint(helper_mod.VALUE, sys.argv[1:], __name__)\n")
+    spec = CMakeWheelSpec(
+        name="demo-tools", version="1.0", package="demo_tools", source_dir="../src", programs=("demo-echo",),
+        python_files={"run_me.py": "tools/run_me.py", "broken.py": "tools/broken.py"},
+        python_scripts={"demo-run": PythonScript(script="tools/run_me.py", path=("tools",), imports=("json",)),
+                        "demo-broken": PythonScript(script="tools/broken.py", imports=("no_such_module_wf",), extra="extra1")},
+        optional_dependencies={"extra1": ("numpy",)}, project_include=None)
+    (pkg / "_programs.py").write_text(programs_module(spec))
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+
+    def call(attr: str, *args: str) -> subprocess.CompletedProcess[str]:
+        code = f"import sys; sys.argv = ['x', *{list(args)!r}]; from demo_tools._launch import {attr}; sys.exit({attr}())"
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+
+    out = call("demo_echo", "-m", "a b")
+    assert out.returncode == 0 and out.stdout.strip() == "argv: -m a b", out
+    out = call("demo_run", "--flag")
+    assert out.returncode == 0 and out.stdout.strip() == "sibling import ok ['--flag'] __main__", out
+    out = call("demo_broken")
+    assert out.returncode == 1 and out.stderr.strip() == "demo-broken needs no_such_module_wf: pip install 'demo-tools[extra1]'", out
+    out = call("not_a_command")
+    # from-import turns the module's AttributeError into ImportError: only a table out of step with the entry points gets here
+    assert out.returncode == 1 and "cannot import name 'not_a_command'" in out.stderr
