@@ -68,12 +68,25 @@ EOF
     tar -C "$(dirname "$src")" -czf "$TARBALL.part" --transform 's,^llama.cpp,llama.cpp-b11312,' llama.cpp && mv "$TARBALL.part" "$TARBALL"
     rm -rf "$tmp"
     echo "wrote $TARBALL ($(du -h "$TARBALL" | cut -f1)); .device/ is git-ignored: name it in the run's carry list"
+    # pure-Python wheels the GPU image may lack: gguf (the suite's GGUF writer, a verify test tool) and
+    # scikit-build-core >= 1.0 (wheel.force-include); fetched only when .device/whl holds no version of them,
+    # since two versions of one package stop the install there
+    local need=()
+    ls "$REPO"/.device/whl/gguf-*.whl >/dev/null 2>&1 || need+=("gguf==0.19.0")
+    ls "$REPO"/.device/whl/scikit_build_core-*.whl >/dev/null 2>&1 || need+=("scikit-build-core==1.1.2")
+    if [ ${#need[@]} -gt 0 ]; then
+        python3 -m pip download --no-deps --only-binary=:all: -d "$REPO/.device/whl" "${need[@]}" && echo "added ${need[*]} to .device/whl"
+    fi
 }
 
 # ------------------------------------------------------------------ helpers (GPU machine)
 export PYTHONUNBUFFERED=1
 pyenv() {
-    # wheelforge from this copy; its dependencies from .device/pylib (carried wheels, installed by bench/device.py)
+    # wheelforge from this copy; its dependencies from .device/pylib: the carried wheels (.device/whl), installed
+    # the way bench/device.py installs them
+    if [ -d "$REPO/.device/whl" ] && [ ! -d "$REPO/.device/pylib" ]; then
+        python3 -m pip install -q --no-index --no-deps --target "$REPO/.device/pylib" "$REPO"/.device/whl/*.whl
+    fi
     export PYTHONPATH="$REPO/src${REPO:+:$REPO/.device/pylib}${PYTHONPATH:+:$PYTHONPATH}"
     [ -d "$REPO/.device/pylib/bin" ] && export PATH="$REPO/.device/pylib/bin:$PATH"
 }
@@ -158,6 +171,7 @@ do_setup() {
         /usr/local/cuda/bin/nvcc --version | tail -2
         python3 --version; cmake --version | head -1; ninja --version; nproc; free -g | head -2
         python3 -c 'import scikit_build_core, torch, transformers, sentencepiece; print("scikit-build-core", scikit_build_core.__version__, "torch", torch.__version__, "transformers", transformers.__version__, "sentencepiece", sentencepiece.__version__)'
+        python3 -c 'import scikit_build_core as s, sys; v = tuple(int(x) for x in s.__version__.split(".")[:2]); sys.exit(0 if v >= (1, 0) else "scikit-build-core < 1.0 has no wheel.force-include: run --pack here to carry 1.1.2")'
         python3 -c 'import wheelforge.cmake_wheel, invoke; print("wheelforge from", wheelforge.__file__)'
         ls -la "$TARBALL"
     } >> "$log" 2>&1
@@ -198,7 +212,7 @@ do_audit() {
           echo "files per folder:"; (cd "$tmp" && find llama_cpp_tools -type f | sed 's,/[^/]*$,,' | sort | uniq -c)
           for so in "$tmp"/llama_cpp_tools/lib/libggml-cuda.so; do
               echo "cuobjdump --list-elf $(basename "$so"):"
-              cuobjdump --list-elf "$so" | grep -o 'sm_[0-9]*[af]\?' | sort | uniq -c
+              "$(command -v cuobjdump || echo /usr/local/cuda/bin/cuobjdump)" --list-elf "$so" | grep -o 'sm_[0-9]*[af]\?' | sort | uniq -c
           done
           echo "RUNPATH of bin/llama-server: $(readelf -d "$tmp/llama_cpp_tools/bin/llama-server" | grep -i 'r*path' || true)"
           rm -rf "$tmp"; } >> "$log" 2>&1 || rc=1
@@ -212,8 +226,9 @@ do_suite() {
     local w rc; w=$(multi_wheel)
     [ -n "$w" ] || { say "no 9.0;12.0 wheel to verify"; step_end suite 1; return 1; }
     export LLAMA_BENCH_JSON="$STATE/bench.json"
-    logged "$STATE/suite.log" python3 -m invoke verify "$w" --arch "$MULTI" --wheelhouse "$(dirname "$(dirname "$w")")" \
-        --system-site-packages --offline --find-links "$REPO/.device/whl"
+    # verify finds the wheelhouse of an entry itself; the test venv sees this machine's torch and transformers
+    logged "$STATE/suite.log" python3 -m invoke verify "$w" --arch "$MULTI" --system-site-packages --offline \
+        --find-links "$REPO/.device/whl"
     rc=$?
     cat "$STATE/suite.log" >> "$LOG"
     step_end suite $rc
