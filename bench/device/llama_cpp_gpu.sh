@@ -16,10 +16,13 @@
 # Here (a machine that reaches PyPI), once:   bash bench/device/llama_cpp_gpu.sh --pack
 #     -> .device/src/llama.cpp-b11312.tar.gz: vendor/llama.cpp of the pinned llama-cpp-python 0.3.36 sdist
 #        (sha256 checked), without models/ docs/ media/ benches/ tests/ examples/ .github/ (none is read by
-#        the build with these options), so that the repository copy stays under the 64 MiB transfer limit.
+#        the build with these options; 10.5 MB), so that the repository copy stays under the 64 MiB transfer
+#        limit; and gguf + scikit-build-core wheels into .device/whl when it has none (verify's test tool, >= 1.0).
 # There (each call may last 10 minutes; the builds take longer, so it detaches):
 #     bash bench/device/llama_cpp_gpu.sh --background [STEPS...]   # starts, returns at once
 #     bash bench/device/llama_cpp_gpu.sh --poll                    # status + log tail; copies results into $OUT
+#     bash bench/device/llama_cpp_gpu.sh --wait 560                # wait until done (at most 560 s), then --poll;
+#                                                                  # the machine goes back ~30 s after a call, so chain calls
 #     bash bench/device/llama_cpp_gpu.sh --run [STEPS...]          # foreground
 # STEPS default: setup wf-multi plain-multi audit suite workflow wf-single audit.  State: $LLAMA_GPU_STATE
 # (default /tmp/wheelforge-llama-cpp-gpu, outside the repository copy).  Results: llama.cpp-<date>.log
@@ -368,9 +371,17 @@ poll() {
     return 0
 }
 
+wait_for() {  # seconds: block until the run is done or the time is up (a call may last 10 minutes, and the
+    # machine is given back ~30 s after a call ends, taking a detached run with it: keep calling --wait)
+    local until=$(( $(date +%s) + ${1:-540} ))
+    while [ "$(date +%s)" -lt "$until" ] && [ "$(cat "$STATE/status" 2>/dev/null)" != done ]; do sleep 10; done
+    poll
+}
+
 case ${1:-} in
     --pack) pack ;;
     --poll) poll ;;
+    --wait) wait_for "${2:-540}" ;;
     --run) shift; run_steps ${*:-$DEFAULT_STEPS} ;;
     --background)
         shift; mkdir -p "$STATE"; rm -f "$STATE/status"
@@ -378,5 +389,5 @@ case ${1:-} in
         env -u OUT setsid bash "$0" --run ${*:-$DEFAULT_STEPS} > "$STATE/run.out" 2>&1 < /dev/null &
         echo $! > "$STATE/pid"
         echo "started pid $! in its own session; poll with: bash bench/device/llama_cpp_gpu.sh --poll" ;;
-    *) sed -n '2,26p' "$0"; exit 2 ;;
+    *) sed -n '2,29p' "$0"; exit 2 ;;
 esac
