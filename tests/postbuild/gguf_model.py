@@ -48,11 +48,16 @@ def vocab() -> tuple[list[str], list[float], list[int]]:
     return tokens, scores, [int(t) for t in types]
 
 
-def write_tiny_llama(path: str | Path, *, seed: int = 0, spec: TinyLlama = TinyLlama(), dtype: str = "f16") -> Path:
-    """Write the model to ``path`` (matrices in ``dtype`` f16 or f32, norms in f32)."""
+def write_tiny_llama(path: str | Path, *, seed: int = 0, spec: TinyLlama = TinyLlama(), dtype: str = "f16",
+                     vocabulary: tuple[list[str], list[float], list[int]] | None = None) -> Path:
+    """Write the model to ``path`` (matrices in ``dtype`` f16 or f32, norms in f32).
+
+    ``vocabulary``: (tokens, scores, types) of another SentencePiece vocabulary, ids 0/1/2 = <unk>/<s>/</s>
+    (hf_tiny_llama.spm_vocabulary reads one from a trained tokenizer.model); default: vocab() above.
+    """
     path = Path(path)
     rng = np.random.default_rng(seed)
-    tokens, scores, types = vocab()
+    tokens, scores, types = vocabulary or vocab()
     n_vocab = len(tokens)
     mat_dtype = {"f16": np.float16, "f32": np.float32}[dtype]
 

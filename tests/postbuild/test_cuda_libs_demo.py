@@ -59,6 +59,14 @@ def test_requires_the_nvidia_wheels_it_was_compiled_against(demo) -> None:
 
 
 def test_loads_cublas_and_cudnn_from_the_nvidia_wheels(demo) -> None:
+    import pathlib
+
+    beside = pathlib.Path(demo.__file__).resolve().parent.parent / "nvidia" / "cudnn" / "lib"
+    if not beside.is_dir():
+        # A test venv that sees a parent environment's packages (verify --system-site-packages on a machine whose
+        # torch cannot be reinstalled) has the nvidia wheels in another site folder, which the wheel's
+        # $ORIGIN/../nvidia RPATH cannot reach; a user's single environment has them side by side.
+        pytest.skip(f"the nvidia wheels are not beside the package ({beside} is missing): the RPATH premise does not hold here")
     versions = demo.library_versions()
     info = demo.build_info()
     assert info["cublas_header_version"].startswith(versions["cublas"] + "."), (versions, info)

@@ -94,3 +94,22 @@ def test_fix_adds_no_requirement_the_metadata_already_declares(tmp_path) -> None
                     "Requires-Dist: nvidia-cudnn-cu12==9.26.0.51; platform_system == \"Linux\"\n"
                     "Requires-Dist: nvidia-nccl-cu12; extra == \"dist\"\n\n")
     assert _undeclared(wheel, ["nvidia-cudnn-cu12==9.26.0.51", "nvidia-nccl-cu12==2.30.7"]) == ["nvidia-nccl-cu12==2.30.7"]
+
+
+def test_analyze_reads_executables_too(tmp_path) -> None:
+    """A CMake project's programs (<package>/bin/*, mode 755) are checked like its libraries; a non-executable ELF is not."""
+    import shutil
+    import zipfile
+
+    from wheelforge.binaries.relocate import analyze
+
+    elf = open(shutil.which("true"), "rb").read()
+    wheel = tmp_path / "demo-1.0-py3-none-linux_x86_64.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for name, mode in (("pkg/bin/true", 0o755), ("pkg/data/true-copy", 0o644)):
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (0o100000 | mode) << 16
+            zf.writestr(info, elf)
+    needs = analyze(wheel, "12.8").needs
+    assert {n.file for n in needs} == {"pkg/bin/true"}
+    assert any(n.soname == "libc.so.6" and n.source == "system" for n in needs)

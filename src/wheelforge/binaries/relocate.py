@@ -212,7 +212,8 @@ def analyze(wheel: str | Path, cuda_version: str) -> RelocationReport:
         names = [n for n in zf.namelist() if not n.endswith("/")]
         for name in names:
             base = posixpath.basename(name)
-            if not (base.endswith(".so") or ".so." in base):
+            # shared libraries, and executables (a CMake project's programs: <package>/bin/*)
+            if not (base.endswith(".so") or ".so." in base or (zf.getinfo(name).external_attr >> 16) & 0o111):
                 continue
             dyn = read_dynamic(zf.read(name))
             if dyn is None:

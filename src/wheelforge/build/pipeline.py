@@ -54,6 +54,7 @@ class Request:
     pins: Mapping[str, str] = field(default_factory=dict)  # --with: name -> "name==version"
     version: str | None = None  # for the named recipe only, not its dependencies
     source_path: str | None = None  # likewise
+    source_name: str | None = None  # likewise: the version's other source of this name ([versions.X.sources.NAME])
     verify: bool = True
     offline: bool = False
     reporter: Reporter = field(default_factory=Reporter)
@@ -63,7 +64,7 @@ class Request:
     def for_dependency(self) -> "Request":
         import dataclasses
 
-        return dataclasses.replace(self, version=None, source_path=None)
+        return dataclasses.replace(self, version=None, source_path=None, source_name=None)
 
 
 def resolve_toolchain(settings: Settings, env: Mapping[str, str] | None = None) -> ToolchainFacts:
@@ -152,7 +153,7 @@ def make_recipe_plan(recipe: Recipe, req: Request, deps: Sequence[BuildDependenc
         from wheelforge.sources.patches import patch_digests
 
         patch_list = patch_digests(recipe, pin.version)
-    source = PathSource(path=str(Path(req.source_path).resolve())) if req.source_path else recipe.resolve_source(pin)
+    source = PathSource(path=str(Path(req.source_path).resolve())) if req.source_path else recipe.resolve_source(pin, req.source_name)
     tree_hash = None
     if isinstance(source, PathSource):
         from wheelforge.sources.treehash import hash_tree, stat_cache_dir
@@ -192,11 +193,11 @@ def _uv(settings: Settings) -> str | None:
 
 def plan_for(recipe_name: str, *, version: str | None = None, settings: Settings, toolchain: ToolchainFacts | None = None,
              no_isolation: bool = False, with_pins: Sequence[str] = (), source_path: str | os.PathLike[str] | None = None,
-             offline: bool = False, reporter: Reporter | None = None) -> BuildPlan:
+             offline: bool = False, reporter: Reporter | None = None, source_name: str | None = None) -> BuildPlan:
     """The plan ``invoke plan`` prints.  Recipe dependencies not yet built appear as ``key:<cache key>``."""
     req = Request(settings=settings, facts=toolchain or resolve_toolchain(settings), no_isolation=no_isolation,
                   pins=_pins(with_pins), version=version, source_path=str(source_path) if source_path else None,
-                  offline=offline, reporter=reporter or Reporter())
+                  offline=offline, reporter=reporter or Reporter(), source_name=source_name)
     order, recipes = _order([recipe_name], req)
     planned: dict[str, BuildPlan] = {}
     for name in order:
@@ -211,12 +212,12 @@ def plan_for(recipe_name: str, *, version: str | None = None, settings: Settings
 def build(recipe_names: Sequence[str], *, version: str | None = None, settings: Settings, toolchain: ToolchainFacts | None = None,
           no_isolation: bool = False, with_pins: Sequence[str] = (), source_path: str | os.PathLike[str] | None = None,
           verify: bool = True, offline: bool = False, reporter: Reporter | None = None,
-          verify_options: Mapping[str, Any] | None = None, replace: bool = False) -> list[BuildResult]:
+          verify_options: Mapping[str, Any] | None = None, replace: bool = False, source_name: str | None = None) -> list[BuildResult]:
     """Build each recipe (dependencies first) into the wheelhouse; a key already there is a no-op.
 
     ``version`` and ``source_path`` apply to the named recipes, not to their dependencies.
     """
-    if (version or source_path) and len(recipe_names) > 1:
+    if (version or source_path or source_name) and len(recipe_names) > 1:
         raise ConfigError("config.version-many", "--version/--source apply to one recipe, but several were named",
                           "build the recipes one at a time")
     for name in recipe_names:  # an unknown name is the first thing a user needs to hear
@@ -224,7 +225,7 @@ def build(recipe_names: Sequence[str], *, version: str | None = None, settings: 
     req = Request(settings=settings, facts=toolchain or resolve_toolchain(settings), no_isolation=no_isolation,
                   pins=_pins(with_pins), version=version, source_path=str(source_path) if source_path else None,
                   verify=verify, offline=offline, reporter=reporter or Reporter(), verify_options=dict(verify_options or {}),
-                  replace=replace)
+                  replace=replace, source_name=source_name)
     order, recipes = _order(recipe_names, req)
     planned: dict[str, BuildPlan] = {}
     results: dict[str, BuildResult] = {}

@@ -51,7 +51,8 @@ def fetch(step: FetchStep, a: Attempt) -> None:
 def patch(step: PatchStep, a: Attempt) -> None:
     from wheelforge.sources.patches import prepare_tree
 
-    prepared = prepare_tree(a.fetched, a.recipe, a.plan.version, a.work / "prep", echo=a.say)
+    prepared = prepare_tree(a.fetched, a.recipe, a.plan.version, a.work / "prep", echo=a.say,
+                            subdir=getattr(a.plan.source.source, "subdir", None))
     if tuple(prepared.patches) != tuple((p.file, p.sha256) for p in step.patches):
         raise BuildError("build.patch-changed", f"the patch series of {a.plan.recipe} changed after it was planned",
                          "rerun the build: it plans again with the patches as they are now")

@@ -207,12 +207,12 @@ def _plan_toolchain(settings: Settings):
 
 
 def show_plan(settings: Settings, recipes: Sequence[str], *, version: str | None = None, with_pins: Sequence[str] = (),
-              source: str | None = None, no_isolation: bool = False, as_json: bool = False) -> None:
+              source: str | None = None, no_isolation: bool = False, as_json: bool = False, source_name: str | None = None) -> None:
     from wheelforge.build.pipeline import plan_for
 
     facts, warning = _plan_toolchain(settings)
     plans = [plan_for(name, version=version, settings=settings, toolchain=facts, no_isolation=no_isolation,
-                      with_pins=with_pins, source_path=source) for name in recipes]
+                      with_pins=with_pins, source_path=source, source_name=source_name) for name in recipes]
     if warning:
         sys.stderr.write(f"note: {warning.message}; a build here would stop there ({warning.hint})\n")
     if as_json:
@@ -249,7 +249,7 @@ def _step_summary(step) -> str:
 
 def build_recipes(settings: Settings, recipes: Sequence[str], *, version: str | None = None, no_isolation: bool = False,
                   with_pins: Sequence[str] = (), source: str | None = None, verify: bool = True, offline: bool = False,
-                  allow_arch_mismatch: bool = False, verbose: bool = False, replace: bool = False) -> None:
+                  allow_arch_mismatch: bool = False, verbose: bool = False, replace: bool = False, source_name: str | None = None) -> None:
     from wheelforge.build.pipeline import build
     from wheelforge.cli.render import ConsoleReporter, verify_table
     from wheelforge.model.errors import VerifyError
@@ -258,7 +258,7 @@ def build_recipes(settings: Settings, recipes: Sequence[str], *, version: str | 
     try:
         results = build(recipes, version=version, settings=settings, no_isolation=no_isolation, with_pins=with_pins,
                         source_path=source, verify=verify, offline=offline, reporter=reporter,
-                        verify_options={"allow_arch_mismatch": allow_arch_mismatch}, replace=replace)
+                        verify_options={"allow_arch_mismatch": allow_arch_mismatch}, replace=replace, source_name=source_name)
     except VerifyError as err:
         if getattr(err, "report", None) is not None:
             verify_table(err.report)

@@ -22,6 +22,7 @@ COMMON = {
     "json": "print JSON instead of a table",
     "with_": "build against a pinned upstream release, e.g. torch==2.15.0 (repeatable)",
     "source": "build this local checkout instead of the pinned source",
+    "source_name": "build the version's other pinned source of this name ([versions.X.sources.NAME] in the recipe)",
     "no_isolation": "use the current interpreter's packages instead of a build venv",
     "offline": "use only the source cache",
 }
@@ -77,14 +78,14 @@ def toolchain(c, cuda=None, json=False):
 
 @command(help={"recipe": "recipe name(s), comma-separated"}, iterable=["with_"])
 def plan(c, recipe, version=None, arch=None, cuda=None, json=False, recipes_dir=None, with_=None,
-         source=None, no_isolation=False, jobs=None, compiler_cache=None, installer=None):
+         source=None, no_isolation=False, jobs=None, compiler_cache=None, installer=None, source_name=None):
     """Print the build plan (source, patches, env, commands, wheel name, cache key) without running anything."""
     from wheelforge.cli.commands import show_plan
 
     show_plan(_settings(arch=arch, cuda=cuda, recipes_dir=recipes_dir, jobs=jobs, compiler_cache=compiler_cache,
                         installer=installer),
               _split(recipe), version=version,
-              with_pins=with_ or [], source=source, no_isolation=no_isolation, as_json=json)
+              with_pins=with_ or [], source=source, no_isolation=no_isolation, as_json=json, source_name=source_name)
 
 
 @command(help={"recipe": "recipe name", "offline": "use only the source cache"})
@@ -112,14 +113,15 @@ def patches_check(c, recipe, offline=False, recipes_dir=None):
       iterable=["with_"])
 def build(c, recipe, version=None, arch=None, cuda=None, jobs=None, no_isolation=False, with_=None, source=None,
           no_verify=False, offline=False, recipes_dir=None, wheelhouse=None, compiler_cache=None,
-          allow_arch_mismatch=False, installer=None, replace=False, verbose=False):
+          allow_arch_mismatch=False, installer=None, replace=False, verbose=False, source_name=None):
     """Build wheels: fetch, patch, compile, audit, store, verify. A key already built is a no-op."""
     from wheelforge.cli.commands import build_recipes
 
     build_recipes(_settings(arch=arch, cuda=cuda, jobs=jobs, recipes_dir=recipes_dir, wheelhouse=wheelhouse,
                             compiler_cache=compiler_cache, installer=installer),
                   _split(recipe), version=version, no_isolation=no_isolation, with_pins=with_ or [], source=source,
-                  verify=not no_verify, offline=offline, allow_arch_mismatch=allow_arch_mismatch, replace=replace, verbose=verbose)
+                  verify=not no_verify, offline=offline, allow_arch_mismatch=allow_arch_mismatch, replace=replace, verbose=verbose,
+                  source_name=source_name)
 
 
 @command(help={"recipe": "recipe name(s), comma-separated (default: every recipe)",

@@ -92,6 +92,8 @@ def parse_arch_list(text: str | None) -> tuple[CudaArch, ...]:
     """``"9.0;12.0"``, ``"90,120"``, ``"sm_90 sm_120"`` ... -> sorted, de-duplicated archs."""
     if text is None or not text.strip():
         raise ArchError("arch.empty", "the architecture list is empty", "pass --arch 12.0 (or WHEELFORGE_ARCH=12.0)")
+    if text.strip().lower() == "cpu":
+        return ()  # a CPU-only build: no CUDA archs (recipes read {cuda_enabled} = OFF)
     tokens = [t for t in re.split(r"[;,\s]+", text.strip()) if t]
     archs = sorted({parse_arch(t) for t in tokens})
     # nvcc refuses a plain sm_X together with its family sm_Xf (team notes: "nvcc refuses sm_120 and sm_120f together").
@@ -162,6 +164,8 @@ def arch_label(archs: tuple[CudaArch, ...]) -> str:
 def local_label(cuda_version: str, archs: tuple[CudaArch, ...], torch: str | None = None) -> str:
     """The PEP 440 local label naming every compatibility choice: ``cu128.sm120``, ``cu128.sm120ptx``,
     ``cu128.sm90.sm120a.torch2.15.0`` (the torch an extension is bound to, public version)."""
+    if not archs:
+        return "cpu"  # no CUDA code at all: nothing to say about a toolkit
     v = Version(cuda_version)
     label = f"cu{v.major}{v.minor}.{arch_label(archs)}"
     if torch:

@@ -88,22 +88,18 @@ class Pep517(BuildKind):
 
 
 class Cmake(BuildKind):
+    """A plain CMake project packaged by scikit-build-core from a generated pyproject (wheelforge.model.cmake_wheel)."""
+
     name = "cmake"
 
-    #: What the wrapper project's build venv needs besides the recipe's own requirements.
-    BACKEND = ("scikit-build-core>=0.10", "cmake>=3.26", "ninja>=1.11")
-
     def steps(self, ctx: KindContext) -> list[Step]:
-        from wheelforge.model.cmake_wheel import wheel_pyproject
+        from wheelforge.model.cmake_wheel import spec_for, wheel_pyproject
 
-        spec = ctx.recipe.cmake
-        assert spec is not None  # the recipe loader requires [cmake] for this kind
         pkg = f"{WORK}/pkg"
-        pyproject = wheel_pyproject(spec, project=ctx.recipe.project, version=ctx.full_version,
-                                    source_dir="../src", values=ctx.values)
+        spec = spec_for(ctx.recipe, ctx.version, full_version=ctx.full_version, source_dir="../src", values=ctx.values)
         return [
-            *ctx.env_steps([r for r in self.BACKEND if r.split(">")[0] not in {i.split(">")[0].split("=")[0] for i in ctx.installs}]),
-            WriteFileStep("package-project", f"{pkg}/pyproject.toml", pyproject),
+            *ctx.env_steps(),  # the recipe's [build] requires name the backend (locked like any other)
+            WriteFileStep("package-project", f"{pkg}/pyproject.toml", wheel_pyproject(spec)),
             RunStep("compile", (ctx.pip_wheel(pkg),), compiler_cache=ctx.compiler_cache),
         ]
 

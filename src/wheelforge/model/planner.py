@@ -152,7 +152,9 @@ def make_plan(
         "torch_cuda_arch_list": torch_cuda_arch_list(target.archs),
         "cmake_cuda_architectures": cmake_cuda_architectures(target.archs, recipe.cmake_arch_rewrite),
         "cuda_arch_numbers": ";".join(a.number for a in target.archs),
+        "cuda_enabled": "ON" if target.archs else "OFF",
         "cuda_arch_numbers": ";".join(a.number for a in target.archs),
+        "cuda_enabled": "ON" if target.archs else "OFF",
         "cuda_version": cuda,
         "cuda_home": cuda_home,
         "jobs": str(jobs),
@@ -221,6 +223,8 @@ def make_plan(
         "build_deps": [{"name": d.name, "identity": d.identity} for d in deps],
         "isolation": isolation,
     }
+    if pin.cmake_defines:
+        key_inputs["cmake_defines"] = dict(sorted(pin.cmake_defines.items()))
     if lock:
         key_inputs["build_lock"] = lock.to_json()
     elif isolation:

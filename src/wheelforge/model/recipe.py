@@ -37,6 +37,7 @@ PLACEHOLDERS: Mapping[str, str] = {
     "full_version": "version with the local label, e.g. 0.0.35+cu128.sm120",
     "torch_cuda_arch_list": "TORCH_CUDA_ARCH_LIST form, e.g. 9.0;12.0",
     "cmake_cuda_architectures": "CMAKE_CUDA_ARCHITECTURES form, e.g. 90-real;120-real",
+    "cuda_enabled": "ON when the target has CUDA archs, OFF for a CPU-only target (--arch cpu)",
     "cuda_arch_numbers": "nvcc's arch numbers, ';'-separated, suffix kept, +PTX dropped, e.g. 90;120a",
     "cuda_version": "CUDA version of the toolkit, e.g. 12.8",
     "cuda_home": "toolkit root, e.g. /usr/local/cuda-12.8",
@@ -73,6 +74,7 @@ class ArchiveSource:
     url: str
     sha256: str
     type: str = "archive"
+    subdir: str | None = None  # the folder inside the archive to build (a project vendored in another's archive)
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,7 @@ class SdistSource:
     filename: str | None = None
     url: str | None = None
     type: str = "sdist"
+    subdir: str | None = None  # the folder inside the sdist to build (llama.cpp inside llama-cpp-python's sdist)
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,8 @@ class VersionPin:
     version: str
     source: Source
     requires_python: SpecifierSet = field(default_factory=SpecifierSet)
+    cmake_defines: Mapping[str, str] = field(default_factory=dict)  # kind "cmake": this version's -D entries
+    sources: Mapping[str, Source] = field(default_factory=dict)  # other sources of the same version, by name
     note: str = ""
 
 
@@ -143,6 +148,7 @@ class Recipe:
     # CUDA major ("cu12") -> library key -> exact version: build env and Requires-Dist pins
     nvidia_versions: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     supported_archs: tuple[str, ...] = ()  # arch spellings the project's build honours; empty = any
+    cmake: Mapping[str, Any] | None = None  # kind "cmake": the [cmake] table (wheelforge.model.cmake_wheel reads it)
 
     def unsupported_archs(self, archs: Any) -> list[str]:
         """Those of ``archs`` (CudaArch) the project would build no code for (``str(arch)`` not listed)."""
@@ -174,11 +180,17 @@ class Recipe:
     def patches_for(self, version: str) -> tuple[PatchRef, ...]:
         return tuple(p for p in self.patches if p.applies_to(version))
 
-    def resolve_source(self, pin: VersionPin) -> Source:
-        """Path sources are relative to the recipe file."""
-        if isinstance(pin.source, PathSource):
-            return PathSource(path=str((self.path.parent / pin.source.path).resolve()))
-        return pin.source
+    def resolve_source(self, pin: VersionPin, name: str | None = None) -> Source:
+        """The pinned source, or the version's other source called ``name``; path sources are relative to the recipe file."""
+        source = pin.source
+        if name:
+            if name not in pin.sources:
+                raise RecipeError("recipe.source-unknown", f"recipe {self.name!r} {pin.version} has no source named {name!r}",
+                                  f"known: {', '.join(sorted(pin.sources)) or 'none (only the pinned source)'}")
+            source = pin.sources[name]
+        if isinstance(source, PathSource):
+            return PathSource(path=str((self.path.parent / source.path).resolve()))
+        return source
 
     def build_inputs(self) -> dict[str, Any]:
         """The fields that reach the build and so can change the wheel's bytes (the cache key holds these);
@@ -207,6 +219,7 @@ class Recipe:
             "wheel_tag": self.wheel_tag,
             # only when set, so the keys of recipes without it stay as they were
             **({"supported_archs": list(self.supported_archs)} if self.supported_archs else {}),
+            **({"cmake": self.cmake} if self.cmake is not None else {}),
         }
 
 
@@ -277,19 +290,26 @@ def _read_source(r: _Reader, version: str) -> Source:
             raise r.fail("url", f"{url!r} must be an https:// or file:// URL")
         if not _HEX64.match(sha):
             raise r.fail("sha256", f"{sha!r} is not a 64-hex sha256", "pin the lowercase sha256 of the archive you checked")
-        src = ArchiveSource(url=url, sha256=sha)
+        src = ArchiveSource(url=url, sha256=sha, subdir=_subdir(r))
     elif stype == "sdist":
         name, sha = r.get("name", str), r.get("sha256", str)
         if not _HEX64.match(sha):
             raise r.fail("sha256", f"{sha!r} is not a 64-hex sha256", "copy the sdist's sha256 from the package index")
         src = SdistSource(
             name=name, version=r.get("version", str, version), sha256=sha,
-            filename=r.get("filename", str, None), url=r.get("url", str, None),
+            filename=r.get("filename", str, None), url=r.get("url", str, None), subdir=_subdir(r),
         )
     else:
         src = PathSource(path=r.get("path", str))
     r.reject_unknown()
     return src
+
+
+def _subdir(r: _Reader) -> str | None:
+    sub = r.get("subdir", str, None)
+    if sub is not None and (not sub or sub.startswith("/") or ".." in sub.split("/")):
+        raise r.fail("subdir", f"{sub!r} must be a relative folder inside the archive", "e.g. subdir = \"vendor/llama.cpp\"")
+    return sub
 
 
 def load_recipe(path: str | os.PathLike[str]) -> Recipe:
@@ -347,7 +367,7 @@ def load_recipe(path: str | os.PathLike[str]) -> Recipe:
 
     # env template: values may use only the documented placeholders, the [build] nvidia ones and {<dep>_version}
     known = {*PLACEHOLDERS, *nvidia_placeholders(nvidia), *(dep_version_placeholder(d) for d in dep_recipes)}
-    env_r = r.table("env")
+    env_r = r.table("env", {})
     env: dict[str, str] = {}
     for key in env_r.data:
         value = env_r.get(key, str)
@@ -390,22 +410,41 @@ def load_recipe(path: str | os.PathLike[str]) -> Recipe:
         except InvalidSpecifier:
             raise vr.fail("requires_python", f"{req_py_text!r} is not a version range") from None
         source = _read_source(vr.table("source"), ver)
-        versions[ver] = VersionPin(version=ver, source=source, requires_python=req_py, note=vr.get("note", str, ""))
+        named = vr.table("sources", {})
+        alternatives = {n: _read_source(named.table(n), ver) for n in named.data}
+        defines_r = vr.table("cmake_defines", {})
+        defines = {k: defines_r.get(k, str) for k in defines_r.data}
+        if defines and kind != "cmake":
+            raise vr.fail("cmake_defines", "is only for recipes of kind 'cmake'")
+        versions[ver] = VersionPin(version=ver, source=source, requires_python=req_py, note=vr.get("note", str, ""),
+                                   cmake_defines=defines, sources=alternatives)
         vr.reject_unknown()
+
+    cmake_table = r.get("cmake", dict, None, what="a table ([cmake])")
+    if (kind == "cmake") != (cmake_table is not None):
+        raise r.fail("cmake", "is required for kind 'cmake' and only allowed there" if kind == "cmake" else "is only for recipes of kind 'cmake'",
+                     "see docs/recipes.md: the cmake kind")
 
     default_version = r.get("default_version", str)
     if default_version not in versions:
         raise r.fail("default_version", f"{default_version!r} is not one of the listed versions", f"add [versions.\"{default_version}\"] or pick one of {sorted(versions)}")
     r.reject_unknown()
 
-    return Recipe(
+    recipe = Recipe(
         name=name, project=canonicalize_name(project), kind=kind, path=path.resolve(),
         default_version=default_version, versions=versions, env=env,
         build=BuildDeps(requires=requires, recipes=dep_recipes, nvidia=nvidia), ram_per_job_gb=float(ram),
         local_version=local_version, patches=tuple(patches), test_module=test_module,
         runtime_requires=runtime_requires, cmake_arch_rewrite=rewrite, description=description,
-        wheel_tag=wheel_tag, nvidia_versions=nvidia_versions, supported_archs=supported_archs,
+        wheel_tag=wheel_tag, nvidia_versions=nvidia_versions, supported_archs=supported_archs, cmake=cmake_table,
     )
+    if recipe.cmake is not None:  # errors in [cmake] name the file and key now, not at the first build
+        from wheelforge.model.cmake_wheel import spec_for
+
+        for version in recipe.versions:
+            spec_for(recipe, version, full_version=f"{version}+cu128.sm120", source_dir="../src",
+                     values={name: "0" for name in PLACEHOLDERS})
+    return recipe
 
 
 def dep_version_placeholder(recipe: str) -> str:

@@ -175,8 +175,13 @@ def apply_patch(tree: Path, patch: Path, *, label: str, echo: Echo) -> None:
 
 def prepare_tree(
     fetched: FetchedSource, recipe: Recipe, version: str, work_dir: str | os.PathLike[str], *, echo: Echo | None = None,
+    subdir: str | None = None,
 ) -> PreparedSource:
-    """A fresh, patched copy of ``fetched`` under ``work_dir``; the cache is only read."""
+    """A fresh, patched copy of ``fetched`` under ``work_dir``; the cache is only read.
+
+    ``subdir``: build a folder inside the archive (a project vendored in another's sdist); the
+    patches apply to it.
+    """
     echo = default_echo if echo is None else echo
     work_dir = Path(work_dir)
     digests = patch_digests(recipe, version)  # fail early on a missing patch file ...
@@ -190,6 +195,11 @@ def prepare_tree(
             verify_cached(fetched)  # never unpack bytes that no longer match the pin
             echo(f"# extract {fetched.path}")
             tree = extract_archive(fetched.path, stage)
+            if subdir:
+                tree = tree / subdir
+                if not tree.is_dir():
+                    raise SourceError("source.subdir-missing", f"{fetched.path.name} has no folder {subdir!r}",
+                                      f"check `subdir` in {recipe.path}")
         elif fetched.kind == "git":
             tree = checkout(fetched, stage / "src", echo=echo)
         elif fetched.kind == "path":

@@ -343,6 +343,7 @@ def _interpreter_facts() -> dict:
 
     exe_dir = os.path.dirname(os.path.abspath(sys.executable))
     prefixes = [sys.prefix]
+    venv_sites: list = []
     user_site = site.check_enableusersite()
     for conf in (os.path.join(exe_dir, "pyvenv.cfg"), os.path.join(os.path.dirname(exe_dir), "pyvenv.cfg")):
         if os.path.isfile(conf):  # a venv, as site.venv() reads it
@@ -353,11 +354,16 @@ def _interpreter_facts() -> dict:
                     if sep and key.strip().lower() == "include-system-site-packages":
                         system_site = value.strip().lower() == "true"
             venv_prefix = os.path.dirname(exe_dir)
-            prefixes = [venv_prefix, sys.prefix] if system_site else [venv_prefix]
+            # A venv's own folder as CPython's site.venv() adds it. Not site.getsitepackages(): Debian's patched
+            # site.py answers dist-packages folders for a prefix when site has not marked the venv (as under -S).
+            version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+            venv_sites = [os.path.join(venv_prefix, lib, version, "site-packages")
+                          for lib in dict.fromkeys([getattr(sys, "platlibdir", "lib"), "lib"])]
+            prefixes = [sys.prefix] if system_site else []
             user_site = user_site and system_site
             break
     paths = list(sys.path)
-    sites = ([site.getusersitepackages()] if user_site else []) + site.getsitepackages(prefixes)
+    sites = ([site.getusersitepackages()] if user_site else []) + venv_sites + (site.getsitepackages(prefixes) if prefixes else [])
     for d in sites:
         if not os.path.isdir(d):
             continue
