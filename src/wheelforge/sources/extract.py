@@ -38,7 +38,7 @@ MAX_NAME, MAX_COMPONENT = 4096, 255
 #: What reading a damaged or hostile archive can raise, besides our own errors (tarfile, zipfile and the
 #: codecs beneath them; struct/Unicode errors come from malformed headers, RuntimeError from encrypted zips).
 _READ_ERRORS = (tarfile.TarError, zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, zlib.error, lzma.LZMAError,
-                struct.error, UnicodeError, ValueError, NotImplementedError, RuntimeError, KeyError, OverflowError)
+                struct.error, UnicodeError, ValueError, NotImplementedError, RuntimeError, LookupError, OverflowError)
 
 
 def _refuse(label: str, member: str, reason: str) -> ExtractionError:
@@ -61,6 +61,10 @@ def member_problem(name: str) -> str | None:
         return "absolute path"
     if ".." in _parts(name):
         return "path contains '..'"
+    return _name_length_problem(name)
+
+
+def _name_length_problem(name: str) -> str | None:
     encoded = name.encode("utf-8", "surrogateescape")
     if len(encoded) > MAX_NAME or any(len(p.encode("utf-8", "surrogateescape")) > MAX_COMPONENT for p in _parts(name)):
         return f"name longer than {MAX_COMPONENT} bytes per component or {MAX_NAME} in all"
@@ -125,7 +129,8 @@ def check_tar_members(label: str | os.PathLike[str], members: list[tarfile.TarIn
             elif not key and not m.isdir():
                 reason = "a file without a name"
             elif m.issym():
-                reason = link_problem(m.name, m.linkname, hard=False) or _symlink_walk_problem(m.name, m.linkname, links)
+                reason = (link_problem(m.name, m.linkname, hard=False) or _name_length_problem(m.linkname)
+                          or _symlink_walk_problem(m.name, m.linkname, links))
             elif m.islnk():
                 reason = link_problem(m.name, m.linkname, hard=True) or member_problem(m.linkname)
                 target = "/".join(_parts(m.linkname))
@@ -156,13 +161,17 @@ def check_zip_members(label: str | os.PathLike[str], infos: list[zipfile.ZipInfo
             reason = "symlink in a zip archive"
         elif reason is None and mode and stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
             reason = "device file or fifo"
-        elif reason is None and key in seen and not (seen[key] and info.is_dir()):
+        elif reason is None and key in seen and not (seen[key] and _zip_dir(info)):
             reason = "the archive holds this name twice"
-        elif reason is None and not key and not info.is_dir():
+        elif reason is None and not key and not _zip_dir(info):
             reason = "a file without a name"
         if reason:
             raise _refuse(label, info.filename, reason)
-        seen[key] = info.is_dir()
+        seen[key] = _zip_dir(info)
+
+
+def _zip_dir(info: zipfile.ZipInfo) -> bool:
+    return info.filename.endswith("/")  # ZipInfo.is_dir() raises IndexError on an empty name
 
 
 def archive_format(archive: str | os.PathLike[str], label: str | None = None) -> str:
@@ -240,7 +249,7 @@ def _reason(exc: BaseException) -> str:
 
 def _single_top(folder: Path) -> Path:
     entries = list(folder.iterdir())
-    if len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink():
+    if len(entries) == 1 and not entries[0].is_symlink() and entries[0].is_dir():
         return entries[0]
     return folder
 
@@ -300,7 +309,7 @@ def _extract_zip(archive: Path, scratch: Path) -> None:
             check_zip_members(archive, infos)
             for info in infos:
                 target = scratch.joinpath(*_parts(info.filename))
-                if info.is_dir():
+                if _zip_dir(info):
                     target.mkdir(parents=True, exist_ok=True)
                     continue
                 target.parent.mkdir(parents=True, exist_ok=True)
