@@ -386,9 +386,16 @@ def load_recipe(path: str | os.PathLike[str]) -> Recipe:
         value = env_r.get(key, str)
         if not _ENV_NAME.match(key):
             raise env_r.fail(key, "is not a valid environment variable name")
-        for _, field_name, _, _ in string.Formatter().parse(value):
-            if field_name is not None and field_name not in known:
+        try:
+            fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(value) if f is not None]
+        except ValueError as exc:  # a lone "{" or "}"
+            raise env_r.fail(key, f"{value!r} is not a template: {exc}", "write a literal brace as {{ or }}") from None
+        for field_name, spec, conversion in fields:
+            if field_name not in known:
                 raise env_r.fail(key, f"uses unknown placeholder {{{field_name}}}", f"known placeholders: {', '.join(sorted(known))}")
+            if spec or conversion:
+                raise env_r.fail(key, f"placeholder {{{field_name}}} has a conversion or format ({value!r})",
+                                 f"write it as plain {{{field_name}}}")
         env[key] = value
 
     patches: list[PatchRef] = []
