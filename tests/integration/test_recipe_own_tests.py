@@ -55,6 +55,8 @@ def _variant(recipes: Path, name: str, extra: str) -> None:
     (recipes / f"{name}.toml").write_text(text)
     module = (EXAMPLE / "tests" / "test_vector_add.py").read_text() + extra
     (recipes.parent / "tests" / f"test_{name.replace('-', '_')}.py").write_text(module)
+    # the example's build locks (same [build] requires, so the same lock whatever the recipe's name)
+    shutil.copytree(EXAMPLE / "recipes" / "locks" / "vector-add", recipes / "locks" / name)
 
 
 @pytest.fixture(scope="module")

@@ -181,7 +181,7 @@ class Wheelhouse:
         try:
             for sub in ("entries", "logs", "failures", "scratch", "locks"):
                 (self.root / sub).mkdir(parents=True, exist_ok=True)
-            fd, probe = tempfile.mkstemp(dir=self.scratch, prefix=".write-probe-")
+            fd, probe = tempfile.mkstemp(dir=self.root, prefix=".write-probe-")  # not in scratch/: its sweep reads names as keys
             os.close(fd)
             os.unlink(probe)
         except OSError as exc:
