@@ -15,7 +15,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from index_support import WheelSpec, make_wheel
 from variant_support import cuda_wheel
 

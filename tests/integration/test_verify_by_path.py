@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from variant_support import add_cuda_entry
 
 pytestmark = pytest.mark.integration
