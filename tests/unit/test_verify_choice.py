@@ -124,3 +124,18 @@ def test_verify_json_round_trip_fields(house: dict) -> None:
     d = VerifyReport(wheel="w.whl", sha256="x", archs_requested=["12.0"], archs_found=[], audit={}).to_dict()
     assert {"result", "tests", "gpu", "modules", "notes", "sha256"} <= set(d)
     json.dumps(d)
+
+
+def test_a_passing_reduced_run_over_a_fuller_failed_one_still_fails(tmp_path: Path) -> None:
+    """The entry keeps the fuller failed run (its wheel does not reach users), so the command must not say done."""
+    from wheelforge.model.errors import VerifyError
+    from wheelforge.verify.suite import VerifyReport
+
+    report = VerifyReport(wheel="w.whl", sha256="w", archs_requested=["12.0"], archs_found=[], audit={}, result="passed")
+    report.kept_run = _report("w", FULL, FULL_TESTS, result="failed") | {"reason": "1 test(s) failed; first: test_demo_cuda::gpu"}
+    with pytest.raises(VerifyError) as err:
+        report.raise_for_result()
+    assert err.value.id == "verify.fuller-run-failed" and "test_demo_cuda::gpu" in err.value.message
+    assert "kept_run" not in report.to_dict()
+    report.kept_run = _report("w", FULL, FULL_TESTS)  # a fuller run that passed: nothing to say
+    report.raise_for_result()

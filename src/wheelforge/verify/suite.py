@@ -79,6 +79,8 @@ class VerifyReport:
     # suite module file name -> sha256 of its text: what this run covered (covers_more compares it)
     modules: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # how the suite was chosen, whether verify.json was kept
+    # the stored, fuller run this one did not replace (verify.json's content); never written itself
+    kept_run: dict[str, Any] | None = field(default=None, repr=False)
     gpu_reason: str = ""
     python: str = ""
     cuda: str = ""
@@ -100,6 +102,7 @@ class VerifyReport:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d.pop("kept_run")
         d["schema"] = 1
         d["counts"] = self.counts()
         return d
@@ -108,7 +111,15 @@ class VerifyReport:
         return json.dumps(self.to_dict(), indent=2)
 
     def raise_for_result(self) -> None:
-        """Raise :class:`VerifyError` when the run failed (the CLI's exit code 4)."""
+        """Raise :class:`VerifyError` when the run failed, or passed but a fuller failed run of the same wheel
+        stays in verify.json (the entry stays failed, so the wheel still does not reach users): exit code 4."""
+        kept = self.kept_run or {}
+        if self.ok and kept.get("result") == "failed":
+            raise VerifyError(
+                "verify.fuller-run-failed", f"{self.wheel}: this run passed, but verify.json keeps the fuller run of "
+                f"{kept.get('finished', '?')}, which failed: {kept.get('reason') or 'see verify.json'}",
+                "run the whole suite again where the fuller run ran (a GPU machine for GPU tests) to replace it",
+            )
         if not self.ok:
             raise VerifyError(
                 "verify.failed", f"{self.wheel}: {self.reason or 'post-build verification failed'}",
@@ -560,6 +571,7 @@ def _finish(report: VerifyReport, subject: Subject, write: bool) -> VerifyReport
         wh = Wheelhouse(subject.entry_dir.parent.parent)
         stored = wh.read_verify(key)
         if stored is not None and covers_more(stored, report.to_dict()):
+            report.kept_run = stored
             # A reduced run (fewer modules, or no GPU where the stored run had one) never replaces a fuller one.
             report.notes.append(f"verify.json keeps the fuller run of {stored.get('finished', '?')} ({stored.get('result')}: "
                                 f"{describe_coverage(stored)}); this run ({describe_coverage(report.to_dict())}) was not stored")
