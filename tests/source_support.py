@@ -94,7 +94,7 @@ def write_recipe(root: Path, name: str, versions: dict[str, str], patches: list[
     """recipes/<name>.toml (versions: version -> TOML source table body) and patches/<name>/*."""
     (root / "recipes").mkdir(parents=True, exist_ok=True)
     lines = [
-        f'name = "{name}"', 'kind = "pep517"', "ram_per_job_gb = 1", f'test_module = "{name}"',
+        f'name = "{name}"', 'kind = "pep517"', "ram_per_job_gb = 1", f'test_module = "test_{name}.py"',
         f'default_version = "{next(iter(versions))}"', "[env]", "[build]",
     ]
     for file, when in patches or []:

@@ -159,12 +159,22 @@ def test_suite_failure_is_reported_per_test(built, tmp_path):
     assert not (tmp_path / "verify.json").exists(), "a bare wheel is not an entry: nothing is written beside it"
 
 
-def test_suite_modules_by_project():
-    assert suite_modules(Path("xformers-0.0.35+cu128.sm120-cp311-cp311-linux_x86_64.whl"), None) == ["test_wheel_static.py", "test_xformers.py"]
-    assert suite_modules(Path("llama_cpp_python-0.3.16-cp311-cp311-linux_x86_64.whl"), None) == ["test_wheel_static.py", "test_llama_cpp.py"]
-    assert suite_modules(Path("flash_attn-2.8.3.post2+cu130.sm90-cp312-cp312-linux_x86_64.whl"), None) == ["test_wheel_static.py", "test_flash_attn.py"]
-    assert suite_modules(Path("foo-1.0-py3-none-any.whl"), "tests/postbuild/test_torch.py") == ["test_wheel_static.py", "test_torch.py"]
-    assert suite_modules(Path("foo-1.0-py3-none-any.whl"), None) == ["test_wheel_static.py"]
+@pytest.mark.parametrize("wheel,module", [
+    ("xformers-0.0.35+cu128.sm120-py39-none-linux_x86_64.whl", "test_xformers.py"),
+    ("llama_cpp_python-0.3.16-cp311-cp311-linux_x86_64.whl", "test_llama_cpp.py"),
+    ("flash_attn-2.8.3.post2+cu130.sm90-cp312-cp312-linux_x86_64.whl", "test_flash_attn.py"),
+    ("foo-1.0-py3-none-any.whl", None),
+])
+def test_a_bare_wheel_gets_the_suite_of_the_recipe_that_builds_its_project(tmp_path, wheel, module):
+    """Not a table of module names: the bundled recipes' ``project`` and ``test_module`` decide."""
+    from wheelforge.model.recipe import recipe_dirs
+    from wheelforge.verify.suite import POSTBUILD_DIR, choose_suite
+
+    path = tmp_path / wheel
+    path.write_bytes(b"")  # only its name is read to choose the suite
+    choice = choose_suite(path, wheelhouse=None, recipe_dirs=recipe_dirs(None, env={}))
+    assert choice.test_module == (POSTBUILD_DIR / module if module else None)
+    assert suite_modules(choice.test_module) == [POSTBUILD_DIR / "test_wheel_static.py"] + ([POSTBUILD_DIR / module] if module else [])
 
 
 def test_parse_junit_outcomes(tmp_path):

@@ -1,6 +1,10 @@
 """cuda-libs-demo wheel: cuBLAS and cuDNN come from the nvidia-* wheels it requires; on a GPU its GEMM and
 convolution match numpy.
 
+The GEMM test also runs the wheel's own kernel: the bias is added by ``add_bias``, compiled into the
+wheel's library (examples/cuda-libs-demo/csrc/cuda_libs.cu), after cuBLAS's product; a wrong or missing
+kernel leaves the bias out.
+
 Inputs are fresh random normals every run (the seed is in the failure message).  References are
 computed in float64 from the same float32 inputs; the library computes in exact FP32 (cuBLAS
 pedantic math, cuDNN FMA math: no TF32), so the error is FP32 accumulation only.

@@ -1,4 +1,9 @@
-"""demo-cuda wheel: imports, reports its archs without a GPU, and on a GPU adds like numpy."""
+"""demo-cuda wheel: imports, reports its archs without a GPU, and on a GPU adds like numpy.
+
+The GPU test runs the wheel's own code: ``demo_cuda.add`` launches the vector-add kernel compiled into
+the wheel's ``demo_cuda/libdemo_cuda_kernels.so`` (examples/demo-cuda/csrc/add.cu); without SASS for the
+GPU it fails with a CUDA error, not a skip.
+"""
 
 from __future__ import annotations
 

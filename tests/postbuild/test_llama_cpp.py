@@ -6,6 +6,10 @@ with llama-cpp-python 0.3.36) because every greedy step leads by >= 0.88 while l
 about +-15; the CPU test below re-proves that margin, so "GPU greedy tokens equal CPU greedy
 tokens" stays a fair demand.  The prompt stays under 32 tokens so that a CUDA build with
 ``n_gpu_layers=0`` computes on the CPU (llama.cpp offloads only large batches).
+
+The GPU test runs the wheel's own kernels: with ``n_gpu_layers=-1`` every layer runs on llama.cpp's CUDA
+backend (ggml-cuda), which the build compiled into the wheel's shared libraries; its tokens and logits must
+equal the CPU run's.
 """
 
 from __future__ import annotations

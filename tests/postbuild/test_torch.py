@@ -2,6 +2,11 @@
 
 Inputs are fresh random normals every run (never zeros: a kernel that writes nothing would
 pass against zeros), scaled so outputs are O(1); tolerances below are stated per test.
+
+The GPU tests run the wheel's own binaries: the torch wheel *is* ``libtorch_cuda.so``, whose
+elementwise, reduction and attention kernels the build compiled for the target archs
+(test_elementwise_matches_cpu, test_reduction_matches_cpu, test_scaled_dot_product_attention_matches_cpu);
+matmul and conv2d also reach cuBLAS and cuDNN from the nvidia-* wheels.
 """
 
 from __future__ import annotations

@@ -2,6 +2,10 @@
 IIR filter (lfilter) and forced alignment agree with the CPU.
 
 Inputs are fresh random values every run (the seed is in the failure message).
+test_forced_align_cuda_equals_cpu runs the wheel's own kernel: torchaudio::forced_align's CUDA
+implementation is compiled into libtorchaudio (pytorch/audio, forced_align/gpu/compute.cu, registered
+for the CUDA key).  Whether F.lfilter on CUDA reaches torchaudio's _lfilter_core_loop CUDA kernel or
+torch's own ops depends on the torchaudio release, so lfilter alone would not prove the binary.
 """
 
 from __future__ import annotations

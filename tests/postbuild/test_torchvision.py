@@ -1,6 +1,10 @@
 """torchvision wheel: pins the torch it was built against, registers CUDA kernels, and on a GPU its
 nms and roi_align equal the CPU ones.
 
+The GPU tests run the wheel's own kernels: ``torchvision.ops.nms`` and ``roi_align`` on CUDA tensors
+dispatch to the CUDA implementations torchvision compiles into its ``_C`` extension
+(torchvision/csrc/ops/cuda/ in pytorch/vision), not to anything torch ships.
+
 Inputs are fresh random values every run (the seed is in the failure message).
 """
 

@@ -20,7 +20,7 @@ from source_support import (
 )
 
 from wheelforge.model.errors import ExtractionError
-from wheelforge.sources.extract import extract_archive, link_problem, member_problem
+from wheelforge.sources.extract import check_archive, extract_archive, link_problem, member_problem
 
 
 @pytest.mark.parametrize("suffix,mode", [(".tar.gz", "w:gz"), (".tgz", "w:gz"), (".tar.bz2", "w:bz2"), (".tar.xz", "w:xz")])
@@ -71,11 +71,19 @@ def _malicious_tars(tmp_path: Path) -> dict[str, tuple[list, str, str]]:
         # a harmless-looking link to "." followed by a member written through it
         "through-symlink": ([special_member("pkg/dot", tarfile.SYMTYPE, "."), special_member("pkg/dot/x", tarfile.SYMTYPE, "../../escaped")],
                             "pkg/dot/x", "through symlink"),
+        # each link looks inside when read as text; followed on disk, "esc" is the tree's parent
+        "symlink-chain": ([special_member("pkg/sub/up", tarfile.SYMTYPE, "../.."), special_member("pkg/esc", tarfile.SYMTYPE, "sub/up/..")],
+                          "pkg/esc", "goes through symlink 'pkg/sub/up'"),
+        "hardlink-to-missing": ([special_member("pkg/h", tarfile.LNKTYPE, "pkg/nothing")], "pkg/h", "not a regular file earlier"),
+        "duplicate": ([file_member("pkg/ok.txt", b"second")], "pkg/ok.txt", "holds this name twice"),
+        "long-link-target": ([special_member("pkg/l", tarfile.SYMTYPE, "n" * 300)], "pkg/l", "name longer than 255"),
+        "long-name": ([file_member("pkg/" + "n" * 300)], "pkg/" + "n" * 300, "name longer than 255"),
     }
 
 
 @pytest.mark.parametrize("kind", ["absolute", "dotdot", "symlink-outside", "symlink-absolute", "hardlink-outside",
-                                  "chardev", "blockdev", "fifo", "through-symlink"])
+                                  "chardev", "blockdev", "fifo", "through-symlink", "symlink-chain", "hardlink-to-missing",
+                                  "duplicate", "long-link-target", "long-name"])
 def test_malicious_tar_member_is_refused_by_name(tmp_path: Path, kind: str) -> None:
     members, name, reason = _malicious_tars(tmp_path)[kind]
     # a good file first: it must not survive the refusal either
@@ -142,3 +150,61 @@ def test_name_and_link_rules() -> None:
     assert "outside" in (link_problem("a/l", "../../c", hard=False) or "")
     assert link_problem("a/h", "a/file", hard=True) is None  # hardlink targets are archive-root relative
     assert "outside" in (link_problem("a/h", "../file", hard=True) or "")
+
+
+@pytest.mark.parametrize("keep", [5, 40, 100, "half"])
+def test_truncated_tar_gz_is_damaged_not_a_traceback(tmp_path: Path, keep) -> None:
+    """Cut within the first header (tarfile.is_tarfile raised EOFError there) or in the data: one clear error."""
+    good = sdist_tar(tmp_path / "pkg.tar.gz", "pkg", {f"f{i}.bin": os.urandom(2000).hex() for i in range(20)})
+    data = good.read_bytes()
+    cut = tmp_path / "pkg-cut.tar.gz"
+    cut.write_bytes(data[: len(data) // 2 if keep == "half" else keep])
+    with pytest.raises(ExtractionError) as err:
+        check_archive(cut)
+    assert err.value.id == "extract.damaged" and "pkg-cut.tar.gz: damaged: it ends" in err.value.message
+    assert "sha256 pin" in err.value.hint  # fetching again gets the same bytes: the pin is what to check
+
+
+def test_truncated_tar_is_damaged(tmp_path: Path) -> None:
+    """A plain tar cut in a member's data, and a complete gzip stream of such a cut tar."""
+    import gzip
+
+    good = tar_of(tmp_path / "pkg.tar", [file_member("pkg/small.txt"), file_member("pkg/big.bin", b"x" * 20000)], "w")
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(good.read_bytes()[:10000])
+    with pytest.raises(ExtractionError, match=r"cut.tar: damaged"):
+        check_archive(cut)
+    regzipped = tmp_path / "cut.tar.gz"
+    regzipped.write_bytes(gzip.compress(cut.read_bytes()))
+    with pytest.raises(ExtractionError, match=r"cut.tar.gz: damaged: unexpected end of data"):
+        check_archive(regzipped)
+
+
+def test_zip_with_an_empty_member_name_is_refused(tmp_path: Path) -> None:
+    """Found by the fuzzer: ZipInfo.is_dir() raised IndexError on a member without a name."""
+    import zipfile
+
+    archive = tmp_path / "e.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr(zipfile.ZipInfo("x"), b"")
+    archive.write_bytes(archive.read_bytes().replace(b"\x01\x00\x00\x00x", b"\x00\x00\x00\x00x"))  # name lengths 1 -> 0
+    with pytest.raises(ExtractionError) as err:
+        extract_archive(archive, tmp_path / "work")
+    assert err.value.id in ("extract.member-refused", "extract.damaged"), err.value
+
+
+def test_symlinked_single_top_with_a_long_target_is_refused(tmp_path: Path) -> None:
+    """Found by the fuzzer: the only member, a symlink to a 300-byte name, made the top-folder check raise OSError."""
+    archive = tar_of(tmp_path / "l.tar", [special_member("pkg", tarfile.SYMTYPE, "n" * 300)], "w")
+    with pytest.raises(ExtractionError, match="name longer than 255"):
+        extract_archive(archive, tmp_path / "work")
+
+
+def test_a_name_that_is_not_an_archive_gets_the_right_hint(tmp_path: Path) -> None:
+    """Random bytes named .tar.gz: not "point the recipe at a .tar.gz", which it already does."""
+    junk = tmp_path / "pkg-1.0.tar.gz"
+    junk.write_bytes(os.urandom(3000).replace(b"\x1f\x8b", b"ab"))
+    with pytest.raises(ExtractionError) as err:
+        check_archive(junk)
+    assert "not a tar or zip archive although its name says so" in err.value.message
+    assert "sha256" in err.value.hint and "point the recipe at" not in err.value.hint

@@ -43,6 +43,11 @@ BAD = [
     ('[versions."1.0.0"]', '[versions."one"]', "versions.one", "not a PEP 440 version"),
     ('ram_per_job_gb = 2.0', 'ram_per_job_gb = 2.0\nsupported_archs = ["120"]', "supported_archs", "write '120' as '12.0'"),
     ('ram_per_job_gb = 2.0', 'ram_per_job_gb = 2.0\nsupported_archs = ["sm_999"]', "supported_archs", "not a known compute capability"),
+    # found by tests/unit/test_fuzz_recipes.py: a lone brace raised ValueError; a conversion was planned as repr()
+    ('BUILD_VERSION = "{full_version}"', 'BUILD_VERSION = "{full_version"', "env.BUILD_VERSION", "is not a template"),
+    ('BUILD_VERSION = "{full_version}"', 'BUILD_VERSION = "{full_version!r}"', "env.BUILD_VERSION", "has a conversion or format"),
+    ('test_module = "tests/postbuild/test_demo_cuda.py"', 'test_module = "tests/conftest.py"', "test_module", "not a pytest module path"),
+    ('test_module = "tests/postbuild/test_demo_cuda.py"', 'test_module = "tests/test_x.txt"', "test_module", "not a pytest module path"),
 ]
 
 
@@ -130,3 +135,38 @@ def test_nvidia_fields_and_their_placeholders_load(tmp_path):
     assert r.build.nvidia == ("cudnn",) and r.nvidia_versions == {"cu12": {"cudnn": "9.26.0.51"}}
     assert r.to_json()["build"]["nvidia"] == ["cudnn"] and r.to_json()["nvidia_versions"] == {"cu12": {"cudnn": "9.26.0.51"}}
     assert "nvidia" not in load_recipe(write(tmp_path, VALID)).to_json()["build"]  # old keys unchanged for old recipes
+
+
+def test_test_module_is_relative_to_the_recipe_folder_and_checked_on_demand(tmp_path):
+    """Loading does not look for the module (plans without a verify step need none); check_test_module does."""
+    path = write(tmp_path, VALID.replace('test_module = "tests/postbuild/test_demo_cuda.py"', 'test_module = "../suite/test_demo.py"'))
+    recipe = load_recipe(path)
+    assert recipe.test_module_path == tmp_path / "suite" / "test_demo.py"
+    with pytest.raises(RecipeError) as exc:
+        recipe.check_test_module()
+    assert exc.value.id == "recipe.no-test-module"
+    assert exc.value.message == (f"{path.resolve()}: key 'test_module': '../suite/test_demo.py' names "
+                                 f"{tmp_path / 'suite' / 'test_demo.py'}, which is not a file")
+    (tmp_path / "suite").mkdir()
+    (tmp_path / "suite" / "test_demo.py").write_text("def test_ok():\n    pass\n")
+    assert recipe.check_test_module() == tmp_path / "suite" / "test_demo.py"
+
+
+def test_every_bundled_recipe_finds_its_test_module():
+    from wheelforge.model.bundled import postbuild_dir, recipes_dir
+
+    recipes = all_recipes([recipes_dir()])
+    assert recipes
+    for recipe in recipes.values():
+        assert recipe.check_test_module().parent == postbuild_dir(), recipe.name
+
+
+def test_recipe_folders_are_checked_where_they_enter(tmp_path):
+    (tmp_path / "file").write_text("x")
+    for bad, what in ((tmp_path / "file", "is not a folder"), (tmp_path / "missing", "does not exist")):
+        with pytest.raises(RecipeError) as exc:
+            recipe_dirs(bad, env={})
+        assert exc.value.id == "recipe.dir-missing" and str(bad) in exc.value.message and what in exc.value.message
+    with pytest.raises(RecipeError) as exc:
+        recipe_dirs(None, env={"WHEELFORGE_RECIPE_PATH": str(tmp_path / "missing")})
+    assert "WHEELFORGE_RECIPE_PATH" in exc.value.message

@@ -158,7 +158,9 @@ class AuditReport:
     def failures(self) -> list[str]:
         out = [msg for f in self.files for msg in f.failures()]
         if self.require_device_code and self.required_archs and not self.device_files:
-            out.append(f"{os.path.basename(self.target)}: no CUDA device code in any of {len(self.files)} ELF files")
+            name = os.path.basename(self.target)
+            out.append(f"{name}: no CUDA device code in any of {len(self.files)} ELF files" if self.files
+                       else f"{name}: no ELF files, so no CUDA device code")
         return out
 
     @property
@@ -318,5 +320,34 @@ def inspect(
     *,
     require_device_code: bool = False,
 ) -> list[AuditReport]:
-    """What ``invoke inspect <wheel|.so|dir>... [--arch A]`` checks: one report per path."""
-    return [audit_path(p, required_archs, require_device_code=require_device_code) for p in paths]
+    """What ``invoke inspect <wheel|.so|dir>... [--arch A]`` checks: one report per path, and per wheel.
+
+    A folder holding wheels is judged wheel by wheel (a folder walk reads ELF files, not the
+    wheels' members), plus one report for the ELF files outside them when there are any; a
+    wheel that appears twice (hardlinks: a wheelhouse's entries/ and index/files/) is read once.
+    ``require_device_code``: a wheel, file or folder without any device code fails.
+    """
+    reports: list[AuditReport] = []
+    for path in paths:
+        p = Path(path)
+        wheels = _wheels_in(p) if p.is_dir() else []
+        if not wheels:
+            reports.append(audit_path(p, required_archs, require_device_code=require_device_code))
+            continue
+        reports += [audit_path(w, required_archs, require_device_code=require_device_code) for w in wheels]
+        loose = audit_path(p, required_archs)
+        if loose.files:
+            reports.append(loose)
+    return reports
+
+
+def _wheels_in(folder: Path) -> list[Path]:
+    seen: set[tuple[int, int]] = set()
+    out = []
+    for w in sorted(folder.rglob("*.whl")):
+        st = w.stat() if w.is_file() else None
+        if st is None or (st.st_dev, st.st_ino) in seen:
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        out.append(w)
+    return out

@@ -148,6 +148,8 @@ def make_recipe_plan(recipe: Recipe, req: Request, deps: Sequence[BuildDependenc
 
     settings = req.settings
     pin = recipe.pin(req.version)
+    if req.verify:
+        recipe.check_test_module()  # a missing post-build module stops the plan, before any compile
     patch_list: list[tuple[str, str]] = []
     if recipe.patches_for(pin.version):  # wheelforge.sources.patches pulls in the network stack: only when needed
         from wheelforge.sources.patches import patch_digests

@@ -231,6 +231,7 @@ def store(step: StoreStep, a: Attempt) -> None:
         stage.mkdir()
         final = stage / a.wheel.name
         os.replace(a.wheel, final)
+        os.chmod(final, 0o644)  # rewritten wheels come from mkstemp (0600): index and serve may run as another user
         finished = time.time()
         seconds = time.monotonic() - a.t0
         write_json(stage / "entry.json", make_manifest(

@@ -61,23 +61,32 @@ def show_toolchain(settings: Settings, *, as_json: bool = False) -> None:
 
 
 def inspect_path(settings: Settings, path: str, *, as_json: bool = False) -> None:
-    """List device code per binary and check it against the target's archs (flag, env, pyproject or 12.0)."""
+    """List device code per binary and check it against the target's archs (flag, env, pyproject or 12.0).
+
+    Archs asked for (``--arch`` or WHEELFORGE_ARCH) also demand device code, as the build's audit
+    does: a wheel, file or folder without any fails (exit 4)."""
     from wheelforge.model.arch import expected_sass
     from wheelforge.binaries.audit import inspect
     from wheelforge.model.errors import AuditError
 
     from wheelforge.cli.render import audit_table
 
-    reports = inspect([path], expected_sass(settings.target.archs))
+    asked = settings.sources.get("arch") in ("flag", "WHEELFORGE_ARCH")
+    reports = inspect([path], expected_sass(settings.target.archs), require_device_code=asked)
     if as_json:
         text = json.dumps([r.to_dict() for r in reports], indent=2) if len(reports) != 1 else reports[0].to_json()
     else:
         text = "\n".join(audit_table(r) for r in reports)
     sys.stdout.write(text + "\n")
-    failures = [f for r in reports for f in r.failures()]
+    failures = [(r, f) for r in reports for f in r.failures()]
     if failures:
-        raise AuditError("audit.failed", f"{path}: {failures[0]}" + (f" (+{len(failures) - 1} more)" if len(failures) > 1 else ""),
-                         "rebuild for the missing archs, or pass --arch with the archs you need")
+        report, first = failures[0]
+        where = os.path.basename(report.target)
+        message = (first if first.startswith(f"{where}:") else f"{where}: {first}") + (f" (+{len(failures) - 1} more)" if len(failures) > 1 else "")
+        if not report.device_files:
+            raise AuditError("audit.no-device-code", message, "it holds no CUDA binaries: inspect the CUDA build of it, "
+                             "or run inspect without --arch (and WHEELFORGE_ARCH) to only list what is there")
+        raise AuditError("audit.failed", message, "rebuild for the missing archs, or pass --arch with the archs you need")
 
 
 # --------------------------------------------------------------------------- sources
@@ -298,24 +307,25 @@ def lock_recipes(settings: Settings, recipes: Sequence[str], pythons: Sequence[s
 
 def verify_target(settings: Settings, target: str, *, version: str | None = None, allow_arch_mismatch: bool = False,
                   system_site_packages: bool = False, offline: bool = False, find_links: Sequence[str] = ()) -> None:
-    """``target`` is a wheel path or a recipe name (its newest wheelhouse entry)."""
+    """``target`` is a wheel path, an entry folder or a recipe name (its newest wheelhouse entry); a path gets
+    the same suite as its recipe (see :func:`wheelforge.verify.suite.choose_suite`)."""
     from wheelforge.cli.render import verify_table
-    from wheelforge.verify.suite import latest_entry, verify
+    from wheelforge.model.recipe import recipe_dirs
+    from wheelforge.verify.suite import choose_suite, latest_entry, verify
 
     # An entry records what it was built for; only archs/CUDA the user set override that.
     explicit = ("flag", "WHEELFORGE_ARCH", "WHEELFORGE_CUDA")
     archs = [str(a) for a in settings.target.archs] if settings.sources.get("arch") in explicit else []
     cuda = settings.target.cuda if settings.sources.get("cuda") in explicit and settings.target.cuda != "auto" else None
-    runtime_requires: Sequence[str] = ()
-    test_module = None
     if Path(target).exists():
-        subject = Path(target)
+        choice = choose_suite(target, wheelhouse=settings.wheelhouse, recipe_dirs=recipe_dirs(settings.recipes_dir))
+        subject, runtime_requires, test_module, notes = choice.subject, choice.runtime_requires, choice.test_module, [choice.note]
     else:
         recipe = _recipe(settings, target)
         subject = latest_entry(settings.wheelhouse, recipe.name, archs or None)
-        runtime_requires, test_module = recipe.runtime_requires, recipe.test_module
+        runtime_requires, test_module, notes = recipe.runtime_requires, recipe.check_test_module(), []
     report = verify(subject, archs=archs, cuda=cuda, wheelhouse=settings.wheelhouse, runtime_requires=runtime_requires,
-                    test_module=test_module, allow_arch_mismatch=allow_arch_mismatch,
+                    test_module=test_module, notes=notes, allow_arch_mismatch=allow_arch_mismatch,
                     system_site_packages=system_site_packages, offline=offline, extra_wheels=list(find_links))
     verify_table(report)
     report.raise_for_result()

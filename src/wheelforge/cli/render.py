@@ -153,3 +153,5 @@ def verify_table(report: VerifyReport, console: Any = None) -> None:
     c = report.counts()
     verdict = "[green]PASSED[/]" if report.ok else f"[red]FAILED[/]: {escape(report.reason)}"
     console.print(f"{verdict}  ({c['passed']} passed, {c['failed'] + c['error']} failed, {c['skipped']} skipped)")
+    for note in report.notes:
+        console.print(f"note: {escape(note)}", soft_wrap=True)  # one line each, whatever the width

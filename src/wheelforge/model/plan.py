@@ -221,7 +221,7 @@ class VerifyStep(Step):
     """The post-build suite in a fresh venv; its result lands in the entry."""
 
     action: ClassVar[str] = "verify"
-    test_module: str
+    test_module: str  # absolute path of the recipe's post-build test module (Recipe.test_module_path)
     runtime_requires: tuple[str, ...]
 
 

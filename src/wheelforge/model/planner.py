@@ -234,7 +234,7 @@ def make_plan(
     key = sha256_hex(canonical_json(key_inputs))
     steps.append(StoreStep("store", key))
     if verify:
-        steps.append(VerifyStep("verify", recipe.test_module, tuple(recipe.runtime_requires)))
+        steps.append(VerifyStep("verify", str(recipe.test_module_path), tuple(recipe.runtime_requires)))
     if str(workdir) != WORK:
         steps = [_rebase(s, str(workdir)) for s in steps]
         env = {k: v.replace(WORK, str(workdir)) for k, v in env.items()}

@@ -46,6 +46,10 @@ PLACEHOLDERS: Mapping[str, str] = {
     "nvidia_requires": "the [nvidia_versions] pins for the target CUDA major, '|'-separated (PYTORCH_EXTRA_INSTALL_REQUIREMENTS form)",
 }
 
+#: Files the post-build suite copies beside every test module (wheelforge.verify.suite): a recipe's
+#: ``test_module`` may not take one of these names.
+SUITE_SUPPORT_FILES = ("conftest.py", "gguf_model.py", "hf_tiny_llama.py", "postbuild_support.py")
+
 #: The build kinds a recipe may name; each is a strategy in wheelforge.model.kinds.
 BUILD_KINDS = ("pep517", "cmake")
 LOCAL_VERSION_HOOKS = ("env", "rewrite")
@@ -159,6 +163,29 @@ class Recipe:
     @property
     def patch_dir(self) -> Path:
         return self.path.parent.parent / "patches" / self.name
+
+    @property
+    def test_module_path(self) -> Path:
+        """The post-build test module: ``test_module`` is relative to the recipe file's folder.
+
+        Computed without touching the disk (the planner is pure); :meth:`check_test_module` looks.
+        """
+        return Path(os.path.normpath(self.path.parent / self.test_module))
+
+    def check_test_module(self) -> Path:
+        """The test module's path; a :class:`RecipeError` naming the recipe file and key when it is not a file.
+
+        Called when a plan with a verify step is made, so a missing module stops before any compile.
+        """
+        module = self.test_module_path
+        if not module.is_file():
+            raise RecipeError(
+                "recipe.no-test-module",
+                f"{self.path}: key 'test_module': {self.test_module!r} names {module}, which is not a file",
+                f"write the post-build test module there, or fix the path (relative to {self.path.parent}; "
+                "the bundled suite is '../tests/postbuild/test_<name>.py' from the bundled recipes/)",
+            )
+        return module
 
     def pin(self, version: str | None) -> VersionPin:
         version = version or self.default_version
@@ -343,6 +370,12 @@ def load_recipe(path: str | os.PathLike[str]) -> Recipe:
     if rewrite not in ("none", "family-a"):
         raise r.fail("cmake_arch_rewrite", f"unknown rewrite {rewrite!r}", "use 'none' or 'family-a' (llama.cpp turns 12x into 12xa)")
     test_module = r.get("test_module", str)
+    module_name = Path(test_module).name
+    if not module_name.endswith(".py") or module_name in SUITE_SUPPORT_FILES or "\\" in test_module \
+            or not test_module.isprintable():
+        raise r.fail("test_module", f"{test_module!r} is not a pytest module path",
+                     "give a .py file relative to the recipe's folder, e.g. 'tests/test_mypkg.py' "
+                     f"(not one of the suite's support files {', '.join(SUITE_SUPPORT_FILES)})")
     wheel_tag = r.get("wheel_tag", str, "{python_tag}-{python_tag}")
     if not re.fullmatch(r"[a-z0-9_{}.]+-[a-z0-9_{}.]+", wheel_tag):
         raise r.fail("wheel_tag", f"{wheel_tag!r} is not '<python tag>-<abi tag>'", "e.g. 'py39-none' or '{python_tag}-{python_tag}'")
@@ -373,9 +406,16 @@ def load_recipe(path: str | os.PathLike[str]) -> Recipe:
         value = env_r.get(key, str)
         if not _ENV_NAME.match(key):
             raise env_r.fail(key, "is not a valid environment variable name")
-        for _, field_name, _, _ in string.Formatter().parse(value):
-            if field_name is not None and field_name not in known:
+        try:
+            fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(value) if f is not None]
+        except ValueError as exc:  # a lone "{" or "}"
+            raise env_r.fail(key, f"{value!r} is not a template: {exc}", "write a literal brace as {{ or }}") from None
+        for field_name, spec, conversion in fields:
+            if field_name not in known:
                 raise env_r.fail(key, f"uses unknown placeholder {{{field_name}}}", f"known placeholders: {', '.join(sorted(known))}")
+            if spec or conversion:
+                raise env_r.fail(key, f"placeholder {{{field_name}}} has a conversion or format ({value!r})",
+                                 f"write it as plain {{{field_name}}}")
         env[key] = value
 
     patches: list[PatchRef] = []
@@ -508,22 +548,46 @@ def _requirements(r: _Reader, key: str) -> list[str]:
 
 
 def recipe_dirs(extra: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> list[Path]:
-    """Search order: --recipes-dir, then WHEELFORGE_RECIPE_PATH entries, then the bundled recipes."""
+    """Search order: --recipes-dir, then WHEELFORGE_RECIPE_PATH entries, then the bundled recipes.
+
+    Each folder named is checked here, where it enters: a missing, non-folder or unreadable one is
+    a :class:`RecipeError` naming it and where it came from.
+    """
     env = os.environ if env is None else env
-    dirs: list[Path] = []
+    dirs: list[tuple[Path, str]] = []
     if extra:
-        dirs.append(Path(extra))
+        dirs.append((Path(extra), "--recipes-dir / [tool.wheelforge] recipes_dir"))
     for part in env.get("WHEELFORGE_RECIPE_PATH", "").split(os.pathsep):
         if part:
-            dirs.append(Path(part))
-    dirs.append(bundled.recipes_dir())
-    return dirs
+            dirs.append((Path(part), "WHEELFORGE_RECIPE_PATH"))
+    for d, origin in dirs:
+        _check_recipe_dir(d, origin)
+    return [d for d, _ in dirs] + [bundled.recipes_dir()]
+
+
+def _check_recipe_dir(d: Path, origin: str) -> None:
+    try:
+        if not d.is_dir():
+            what = "is not a folder" if d.exists() else "does not exist"
+            raise RecipeError("recipe.dir-missing", f"recipe folder {d} ({origin}) {what}",
+                              "pass a folder that holds <name>.toml recipe files")
+        os.listdir(d)
+    except OSError as exc:
+        raise RecipeError("recipe.dir-unreadable", f"cannot read recipe folder {d} ({origin}): {exc.strerror}",
+                          "fix its permissions or pass another folder") from None
+
+
+def _is_file(p: Path) -> bool:
+    try:
+        return p.is_file()
+    except OSError as exc:
+        raise RecipeError("recipe.unreadable", f"cannot read recipe {p}: {exc.strerror}", "fix the folder's permissions") from None
 
 
 def find_recipe(name: str, dirs: list[Path]) -> Recipe:
     for d in dirs:
         candidate = d / f"{name}.toml"
-        if candidate.is_file():
+        if _is_file(candidate):
             return load_recipe(candidate)
     known = sorted({p.stem for d in dirs if d.is_dir() for p in d.glob("*.toml")})
     raise RecipeError(

@@ -32,6 +32,7 @@ import html
 import json
 import os
 import shutil
+import stat
 import sys
 import tempfile
 import time
@@ -182,6 +183,19 @@ def _requires_python(metadata: bytes) -> str | None:
     return None
 
 
+def _not_regular(path: Path) -> str | None:
+    """What ``path`` is when it is not a regular file (looked at itself, not through a symlink), or None."""
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    if stat.S_ISLNK(st.st_mode):
+        return f"is a symlink (to {os.readlink(path)}), not a file in the wheelhouse"
+    if not stat.S_ISREG(st.st_mode):
+        return "is not a regular file"
+    return None
+
+
 def collect(wheelhouse: Path, *, rehash: bool = False, include_unverified: bool = False) -> tuple[list[IndexFile], list[str]]:
     """Every verified wheel in ``entries/`` with what the index needs, plus warnings.
 
@@ -204,14 +218,28 @@ def collect(wheelhouse: Path, *, rehash: bool = False, include_unverified: bool 
     by_name: dict[str, IndexFile] = {}
     logs_dir = wh.root / "logs"
     logs = wh.log_names()
+    warnings += [f"entries/{name}: {what}, not an entry folder; not listed" for name, what in wh.strays()]
     for entry_dir, entry, present in wh.scan():
         manifest = entry_dir / "entry.json"
+        odd = _not_regular(manifest)
+        if odd:  # a manifest from elsewhere could name anything
+            warnings.append(f"entry {entry_dir.name}: entry.json {odd}; not listed")
+            continue
         if entry is None or not isinstance(entry.get("wheel"), str):
             raise IndexError_("index.bad-entry", f"{manifest}: unreadable or missing 'wheel'", "remove the entry folder and rebuild it")
         filename = entry["wheel"]
         wheel = entry_dir / filename
         if "/" in filename or filename not in present:
             raise IndexError_("index.bad-entry", f"{manifest}: wheel {filename!r} is not in {entry_dir}", "remove the entry folder and rebuild it")
+        # Only a regular file inside the entry is served: a symlink's target is outside what the wheelhouse
+        # guarantees (and the server, which serves regular files only, would answer 404 for it).
+        odd = _not_regular(wheel)
+        if odd:
+            warnings.append(f"entry {entry_dir.name}: {filename} {odd}; not listed")
+            continue
+        if not os.access(wheel, os.R_OK):
+            warnings.append(f"entry {entry_dir.name}: {filename} cannot be read by this user; not listed")
+            continue
         try:
             name, version, _build, tags = parse_wheel_filename(filename)
         except InvalidWheelFilename as exc:
@@ -248,7 +276,7 @@ def collect(wheelhouse: Path, *, rehash: bool = False, include_unverified: bool 
             build_seconds=entry.get("build_seconds"),
             wheel_path=wheel,
             entry_dir=entry_dir,
-            sidecars=tuple(s for s in ("provenance.json", "verify.json") if s in present),
+            sidecars=tuple(s for s in ("provenance.json", "verify.json") if s in present and not _not_regular(entry_dir / s)),
             log=logs_dir / f"{entry.get('key', entry_dir.name)}.log" if f"{entry.get('key', entry_dir.name)}.log" in logs else None,
         )
         old = by_name.get(filename)
@@ -536,7 +564,15 @@ def build_index(wheelhouse: str | os.PathLike, *, rehash: bool = False, variants
     quarantined = {p: sorted({f.version for f in files if f.project == p}, key=_version_key)
                    for p, s in statuses.items() if s.status == "quarantined"}
     files = [f for f in files if f.project not in quarantined]
-    (wheelhouse / "locks").mkdir(exist_ok=True)
+    try:  # a read-only wheelhouse fails here, naming itself
+        for d in (wheelhouse / "locks", wheelhouse):
+            d.mkdir(exist_ok=True)
+            fd, probe = tempfile.mkstemp(dir=d, prefix=".write-probe-")
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as exc:
+        raise IndexError_("index.unwritable", f"cannot write the index into {wheelhouse}: {exc.strerror} ({exc.filename})",
+                          "run index as the wheelhouse's owner, or pass --wheelhouse a folder you can write") from None
     with FileLock(str(wheelhouse / "locks" / "index.lock")):
         extra: list[IndexFile] = []
         if variants:

@@ -36,7 +36,7 @@ from filelock import FileLock
 
 from wheelforge.host.digest import sha256_file
 from wheelforge.host.index_client import PYPI_SIMPLE, IndexClient, IndexClientError, display_url, session
-from wheelforge.model.errors import SourceError
+from wheelforge.model.errors import ExtractionError, SourceError
 from wheelforge.model.recipe import ArchiveSource, GitSource, PathSource, SdistSource, Source
 from wheelforge.model.report import Echo, silent
 from wheelforge.sources.git import git_env, run
@@ -215,6 +215,9 @@ def _fetch_file(
                     f"{display_url(real_url)}: sha256 mismatch: expected {sha256}, got {actual}",
                     "the upstream file changed or the pin is wrong; check the file and update sha256 in the recipe only if you trust it",
                 )
+            # The bytes are the pinned ones; whether they are a safe archive is checked before they are cached
+            # (the same member rules as extraction), so nothing hostile or damaged ever gets a name here.
+            _check_download(tmp, filename)
             # verified: only now does the entry appear, by one rename
             entry.mkdir(parents=True, exist_ok=True)
             final = entry / filename
@@ -222,6 +225,15 @@ def _fetch_file(
             return final
         finally:
             tmp.unlink(missing_ok=True)
+
+
+def _check_download(tmp: Path, filename: str) -> None:
+    from wheelforge.sources.extract import check_archive
+
+    try:
+        check_archive(tmp, label=filename)
+    except ExtractionError as exc:
+        raise ExtractionError(exc.id, exc.message, f"{exc.hint}; the download was removed, nothing was cached") from None
 
 
 def _download(url: str, out, *, progress: Progress | None, echo: Echo) -> str:

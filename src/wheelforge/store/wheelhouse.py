@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,9 @@ def _write_json(path: Path, data: Any) -> None:
 class Wheelhouse:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise WheelhouseError("wheelhouse.not-a-folder", f"wheelhouse {self.root} is a file, not a folder",
+                                  "pass --wheelhouse (or WHEELFORGE_WHEELHOUSE) a folder; a missing one is made")
 
     # -- paths
     @property
@@ -106,6 +110,19 @@ class Wheelhouse:
         entry = self.lookup(wheel.parent.name)
         return entry if entry is not None and entry.wheel.resolve() == wheel else None
 
+    def entry_by_sha256(self, sha256: str) -> Entry | None:
+        """The entry holding the wheel whose bytes have this sha256 (entry.json's ``sha256``), newest first."""
+        found = [e for e in self.all_entries() if e.manifest.get("sha256") == sha256]
+        return max(found, key=lambda e: str(e.manifest.get("built_at", ""))) if found else None
+
+    def read_verify(self, key: str) -> dict[str, Any] | None:
+        """The entry's stored post-build report (verify.json), or None when absent or unreadable."""
+        try:
+            data = json.loads((self.entry_dir(key) / "verify.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
     def scan(self) -> Iterator[tuple[Path, dict[str, Any] | None, set[str]]]:
         """(entry folder, its entry.json or None when unreadable, the names in the folder) for every
         folder under ``entries/``: what the index reads, with one listing per folder."""
@@ -120,6 +137,19 @@ class Wheelhouse:
             except (OSError, ValueError):
                 manifest = None
             yield d, manifest if isinstance(manifest, dict) else None, set(os.listdir(d))
+
+    def strays(self) -> list[tuple[str, str]]:
+        """(name, what it is) for everything in ``entries/`` that is not a real folder (symlinks, files):
+        :meth:`scan` passes over them, and whoever lists entries should say so."""
+        if not self.entries.is_dir():
+            return []
+        out = []
+        for de in sorted(os.scandir(self.entries), key=lambda d: d.name):
+            if de.is_symlink():
+                out.append((de.name, f"a symlink to {os.readlink(de.path)}"))
+            elif not de.is_dir(follow_symlinks=False):
+                out.append((de.name, "not a folder"))
+        return out
 
     def log_names(self) -> set[str]:
         """File names in ``logs/``: one listing instead of a stat per entry."""
@@ -146,8 +176,17 @@ class Wheelhouse:
         return FileLock(str(self.lock_path(key)), timeout=timeout)
 
     def ensure_layout(self) -> None:
-        for sub in ("entries", "logs", "failures", "scratch", "locks"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        """Make the folders a build writes, and prove they can be written (a read-only or misplaced wheelhouse
+        fails here, naming itself, not in the middle of a build)."""
+        try:
+            for sub in ("entries", "logs", "failures", "scratch", "locks"):
+                (self.root / sub).mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(dir=self.root, prefix=".write-probe-")  # not in scratch/: its sweep reads names as keys
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise WheelhouseError("wheelhouse.unwritable", f"cannot write the wheelhouse {self.root}: {exc.strerror} ({exc.filename})",
+                                  "pass --wheelhouse (or WHEELFORGE_WHEELHOUSE) a folder you can write") from None
 
     def sweep_scratch(self) -> list[Path]:
         """Remove scratch folders whose key lock nobody holds (left by a crash, kill -9 or Ctrl-C)."""
@@ -221,12 +260,16 @@ class Wheelhouse:
         Both files are replaced atomically; a reader sees the old pair or the new one.
         """
         d = self.entry_dir(key)
-        _write_json(d / "verify.json", dict(report))
-        manifest = json.loads((d / "entry.json").read_text(encoding="utf-8"))
-        manifest["verify"] = status
-        manifest["state"] = "verified" if status == "passed" else "failed"
-        manifest["verify_level"] = verify_level(report) if status == "passed" else None
-        _write_json(d / "entry.json", manifest)
+        try:
+            _write_json(d / "verify.json", dict(report))
+            manifest = json.loads((d / "entry.json").read_text(encoding="utf-8"))
+            manifest["verify"] = status
+            manifest["state"] = "verified" if status == "passed" else "failed"
+            manifest["verify_level"] = verify_level(report) if status == "passed" else None
+            _write_json(d / "entry.json", manifest)
+        except OSError as exc:
+            raise WheelhouseError("wheelhouse.unwritable", f"cannot store the verify report in {d}: {exc.strerror}",
+                                  "run verify as the wheelhouse's owner, or pass --wheelhouse a folder you can write") from None
 
     # -- identity: one file name, one sha256, forever
 

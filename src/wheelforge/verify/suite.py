@@ -2,9 +2,11 @@
 
 ``verify`` never imports the wheel into this process and never runs tests from the build
 tree: it makes a new venv, installs the wheel (plus its dependencies from the wheelhouse
-and pinned runtime requirements), copies ``tests/postbuild`` into a scratch folder and runs
+and pinned runtime requirements), copies the static checks, the recipe's test module (from
+wherever the recipe keeps it) and the suite's support files into a scratch folder and runs
 pytest there with the target in ``WHEELFORGE_*`` variables.  The report is written as
-``verify.json`` beside the wheel when the wheel sits in a wheelhouse entry.
+``verify.json`` beside the wheel when the wheel sits in a wheelhouse entry, unless the entry
+already holds a fuller run of the same wheel (:func:`covers_more`).
 
 GPU machines whose torch cannot be installed offline: pass ``system_site_packages=True``
 so the venv sees the machine's torch (and pytest); the wheel under test is still installed
@@ -13,6 +15,7 @@ into the venv and shadows any system copy.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -31,25 +34,15 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from wheelforge.host import process
 from wheelforge.host.digest import sha256_file
 from wheelforge.model.bundled import postbuild_dir
+from wheelforge.model.errors import ConfigError, RecipeError, VerifyError
+from wheelforge.model.recipe import SUITE_SUPPORT_FILES, Recipe, all_recipes, find_recipe
 from wheelforge.model.report import Echo, silent
-from wheelforge.model.errors import ConfigError, VerifyError
 
 #: The post-build suite ships with wheelforge (like the bundled recipes).
 POSTBUILD_DIR = postbuild_dir()
 STATIC_MODULE = "test_wheel_static.py"
-#: Support files copied with every run (conftest holds target parsing and GPU detection).
-SUPPORT_FILES = ("conftest.py", "gguf_model.py", "hf_tiny_llama.py", "postbuild_support.py")
-#: Suite module for a bare wheel, by distribution name; recipes name theirs in ``test_module``.
-MODULE_BY_PROJECT = {
-    "torch": "test_torch.py",
-    "xformers": "test_xformers.py",
-    "llama-cpp-python": "test_llama_cpp.py",
-    "torchvision": "test_torchvision.py",
-    "torchaudio": "test_torchaudio.py",
-    "cuda-libs-demo": "test_cuda_libs_demo.py",
-    "flash-attn": "test_flash_attn.py",
-    "llama-cpp-tools": "test_llama_cpp_tools.py",
-}
+#: Support files copied from the bundled suite with every run (conftest holds target parsing and GPU detection).
+SUPPORT_FILES = SUITE_SUPPORT_FILES
 #: Test tools the venv needs beside the wheel, per suite module.
 TEST_REQUIRES: dict[str, tuple[str, ...]] = {
     "": ("pytest>=8.0",),
@@ -85,6 +78,11 @@ class VerifyReport:
     audit: dict[str, Any]
     tests: list[CaseResult] = field(default_factory=list)
     gpu: dict[str, str] | None = None
+    # suite module file name -> sha256 of its text: what this run covered (covers_more compares it)
+    modules: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # how the suite was chosen, whether verify.json was kept
+    # the stored, fuller run this one did not replace (verify.json's content); never written itself
+    kept_run: dict[str, Any] | None = field(default=None, repr=False)
     gpu_reason: str = ""
     python: str = ""
     cuda: str = ""
@@ -106,6 +104,7 @@ class VerifyReport:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d.pop("kept_run")
         d["schema"] = 1
         d["counts"] = self.counts()
         return d
@@ -114,7 +113,15 @@ class VerifyReport:
         return json.dumps(self.to_dict(), indent=2)
 
     def raise_for_result(self) -> None:
-        """Raise :class:`VerifyError` when the run failed (the CLI's exit code 4)."""
+        """Raise :class:`VerifyError` when the run failed, or passed but a fuller failed run of the same wheel
+        stays in verify.json (the entry stays failed, so the wheel still does not reach users): exit code 4."""
+        kept = self.kept_run or {}
+        if self.ok and kept.get("result") == "failed":
+            raise VerifyError(
+                "verify.fuller-run-failed", f"{self.wheel}: this run passed, but verify.json keeps the fuller run of "
+                f"{kept.get('finished', '?')}, which failed: {kept.get('reason') or 'see verify.json'}",
+                "run the whole suite again where the fuller run ran (a GPU machine for GPU tests) to replace it",
+            )
         if not self.ok:
             raise VerifyError(
                 "verify.failed", f"{self.wheel}: {self.reason or 'post-build verification failed'}",
@@ -177,17 +184,112 @@ def latest_entry(wheelhouse: str | os.PathLike[str], recipe: str, archs: Sequenc
     return entry.path
 
 
-def suite_modules(wheel: Path, test_module: str | None) -> list[str]:
-    """File names of the suite modules to run: the static checks plus the project's own."""
-    if test_module:
-        name = Path(test_module).name
-    else:
+def suite_modules(test_module: str | os.PathLike[str] | None, tests_dir: Path = POSTBUILD_DIR) -> list[Path]:
+    """The suite modules to run: the static checks plus the recipe's own module (a path), when any."""
+    static = tests_dir / STATIC_MODULE
+    if not test_module:
+        return [static]
+    module = Path(test_module).absolute()
+    return [static] if module == static.absolute() else [static, module]
+
+
+# --------------------------------------------------------------------------- which suite a wheel gets
+
+
+@dataclass(frozen=True)
+class SuiteChoice:
+    """What ``invoke verify <path>`` runs: the subject (the wheelhouse entry when the wheel is one) and
+    the suite of the recipe that built it, or of the recipe that builds its project."""
+
+    subject: Path  # a wheel file or an entries/<key> folder
+    recipe: Recipe | None  # None: static checks only
+    note: str
+
+    @property
+    def test_module(self) -> Path | None:
+        return self.recipe.check_test_module() if self.recipe else None
+
+    @property
+    def runtime_requires(self) -> tuple[str, ...]:
+        return self.recipe.runtime_requires if self.recipe else ()
+
+
+def choose_suite(path: str | os.PathLike[str], *, wheelhouse: str | os.PathLike[str] | None,
+                 recipe_dirs: Sequence[Path]) -> SuiteChoice:
+    """Verify by path = verify by recipe.
+
+    A wheel that is a wheelhouse entry (it sits in one, or its sha256 is an entry's) is verified
+    as that entry, with the whole suite of the recipe named in its entry.json.  A wheel unknown to
+    the wheelhouse gets the suite of the recipe whose ``project`` is the wheel's distribution;
+    without one, the static checks only, and the note says so.
+    """
+    from wheelforge.store.wheelhouse import Wheelhouse
+
+    subject = resolve_subject(path)
+    manifest, where = subject.manifest, subject.entry_dir
+    if manifest is None and wheelhouse is not None:
+        entry = Wheelhouse(wheelhouse).entry_by_sha256(sha256_file(subject.wheel))
+        if entry is not None:
+            manifest, where = dict(entry.manifest), entry.path
+    if manifest is not None and where is not None:
+        name = str(manifest.get("recipe", ""))
+        same = "" if where == subject.entry_dir else f" (the same bytes as {subject.wheel})"
         try:
-            project = canonicalize_name(parse_wheel_filename(wheel.name)[0])
-        except InvalidWheelFilename:
-            raise ConfigError("verify.bad-wheel-name", f"{wheel.name} is not a valid wheel file name", "rename it as pip builds it") from None
-        name = MODULE_BY_PROJECT.get(project, "")
-    return [STATIC_MODULE] + ([name] if name and name != STATIC_MODULE else [])
+            recipe = find_recipe(name, list(recipe_dirs))
+        except RecipeError:
+            return SuiteChoice(where, None, f"entry {where.name}{same} was built by recipe {name!r}, which no recipe folder "
+                                            "holds: static checks only")
+        return SuiteChoice(where, recipe, f"entry {where.name}{same}: the suite of recipe {recipe.name} ({recipe.path})")
+    try:
+        project = canonicalize_name(parse_wheel_filename(subject.wheel.name)[0])
+    except InvalidWheelFilename:
+        raise ConfigError("verify.bad-wheel-name", f"{subject.wheel.name} is not a valid wheel file name",
+                          "rename it as pip builds it") from None
+    builders = [r for r in all_recipes(list(recipe_dirs)).values() if r.project == project]
+    if not builders:
+        return SuiteChoice(subject.wheel, None, f"no recipe builds {project} and the wheelhouse holds no entry with this "
+                                                "wheel's sha256: static checks only")
+    recipe = builders[0]
+    others = f" (also built by {', '.join(r.name for r in builders[1:])})" if len(builders) > 1 else ""
+    return SuiteChoice(subject.wheel, recipe, f"not in the wheelhouse: the suite of recipe {recipe.name}, which builds "
+                                              f"{project}{others} ({recipe.path})")
+
+
+# --------------------------------------------------------------------------- which run verify.json keeps
+
+
+def _coverage(report: dict[str, Any]) -> dict[str, str | None]:
+    """Module name -> sha256 of its text (None when unknown: reports written before modules were recorded)."""
+    modules = report.get("modules")
+    if isinstance(modules, dict):
+        return {str(k): str(v) for k, v in modules.items()}
+    names = {str(t.get("name", "")).split("::", 1)[0] for t in report.get("tests", []) if "::" in str(t.get("name", ""))}
+    return {f"{Path(n.replace('.', '/')).name}.py": None for n in names if n}
+
+
+def _tests_run(report: dict[str, Any]) -> int:
+    return sum(1 for t in report.get("tests", []) if t.get("outcome") in ("passed", "failed", "error") and "::" in str(t.get("name", "")))
+
+
+def covers_more(stored: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether the stored run is *fuller* than the new one, so the new one must not replace it.
+
+    Fuller: a run of the same wheel (sha256) that ran every module the new run ran, with the same
+    module text, and more: more modules, or the same modules with more tests run (not skipped; a
+    run on a GPU runs the GPU tests).  A module whose text changed makes the runs incomparable, and
+    then the newer one is kept.
+    """
+    if stored.get("sha256") != new.get("sha256"):
+        return False
+    old, now = _coverage(stored), _coverage(new)
+    for name, digest in now.items():
+        if name not in old or old[name] not in (None, digest):
+            return False
+    return len(old) > len(now) or _tests_run(stored) > _tests_run(new)
+
+
+def describe_coverage(report: dict[str, Any]) -> str:
+    return f"{', '.join(sorted(_coverage(report))) or 'no modules'}; {_tests_run(report)} tests run"
 
 
 # --------------------------------------------------------------------------- processes
@@ -270,19 +372,38 @@ class SuiteResult:
     log_tail: str
 
 
-def run_suite(venv_python: Path, modules: Sequence[str], *, workdir: Path, wheel: Path | None, archs: Sequence[str],
-              cuda: str | None, local_label: str | None = None, audit_json: Path | None = None,
+def module_digests(modules: Sequence[str | os.PathLike[str]], tests_dir: Path = POSTBUILD_DIR) -> dict[str, str]:
+    """Module file name -> sha256 of its bytes (what a run covered; see :func:`covers_more`)."""
+    out = {}
+    for m in modules:
+        p = tests_dir / m  # an absolute path stays itself
+        try:
+            out[p.name] = hashlib.sha256(p.read_bytes()).hexdigest()
+        except OSError:
+            out[p.name] = ""
+    return out
+
+
+def run_suite(venv_python: Path, modules: Sequence[str | os.PathLike[str]], *, workdir: Path, wheel: Path | None,
+              archs: Sequence[str], cuda: str | None, local_label: str | None = None, audit_json: Path | None = None,
               allow_arch_mismatch: bool = False, tests_dir: Path = POSTBUILD_DIR, timeout: float | None = 3600,
               echo: Echo = silent) -> SuiteResult:
-    """Copy the suite into ``workdir/suite`` and run it with the venv's pytest, outside the source tree."""
+    """Copy the modules (paths; bare names are in ``tests_dir``) and the support files of ``tests_dir`` into
+    ``workdir/suite`` and run them with the venv's pytest, outside the source tree."""
     suite = workdir / "suite"
     suite.mkdir(parents=True, exist_ok=True)
-    for name in list(SUPPORT_FILES) + list(modules):
-        src = tests_dir / name
+    sources = [tests_dir / name for name in SUPPORT_FILES] + [tests_dir / m for m in modules]
+    placed: dict[str, Path] = {}
+    for src in sources:
         if not src.is_file():
             raise ConfigError("verify.no-test-module", f"post-build test module {src} does not exist",
-                              f"fix the recipe's test_module; known: {', '.join(sorted(p.name for p in tests_dir.glob('test_*.py')))}")
-        shutil.copy2(src, suite / name)
+                              "fix the recipe's test_module: a .py file relative to the recipe's folder")
+        if src.name in placed and placed[src.name].resolve() != src.resolve():
+            raise ConfigError("verify.module-name-clash", f"post-build modules {placed[src.name]} and {src} share the name {src.name}",
+                              "rename the recipe's test module (the suite runs in one folder)")
+        placed[src.name] = src
+        shutil.copy2(src, suite / src.name)
+    modules = [Path(m).name for m in modules]
     # Own ini: no repository config (its addopts/plugins need packages the venv lacks).
     (suite / "pytest.ini").write_text("[pytest]\naddopts = -ra --strict-markers\nmarkers =\n"
                                       "    gpu: needs a CUDA GPU; skipped without one\n    postbuild: checks built wheels\n")
@@ -347,7 +468,8 @@ def verify(
     wheelhouse: str | os.PathLike[str] | None = None,
     extra_wheels: Sequence[str | os.PathLike[str]] = (),
     runtime_requires: Sequence[str] = (),
-    test_module: str | None = None,
+    test_module: str | os.PathLike[str] | None = None,
+    notes: Sequence[str] = (),
     local_label: str | None = None,
     allow_arch_mismatch: bool = False,
     python: str = sys.executable,
@@ -360,13 +482,15 @@ def verify(
 ) -> VerifyReport:
     """Audit the wheel, then run its post-build suite in a fresh venv; return (and store) the report.
 
-    ``wheel_or_entry``: a ``.whl`` or a wheelhouse ``entries/<key>`` folder.  ``archs``: the
+    ``wheel_or_entry``: a ``.whl`` or a wheelhouse ``entries/<key>`` folder.  ``test_module``: the path
+    of the recipe's post-build module (None: the static checks only).  ``archs``: the
     requested archs as the user wrote them ("9.0", "12.0").  ``extra_wheels``: wheel files or
     folders offered to pip beside the wheelhouse entries (``--find-links``).  ``offline``: pass
     ``--no-index`` (dependencies and test tools must then come from those folders or, with
     ``system_site_packages``, from the interpreter's own site-packages).
     A failed static audit stops before the venv is built.  ``write`` stores verify.json
-    and entry.json's ``verify`` field when the wheel is in an entry.
+    and entry.json's ``verify`` field when the wheel is in an entry, unless the entry holds a
+    fuller run of the same wheel (:func:`covers_more`; the report's notes then say so).
     """
     from wheelforge.binaries.audit import audit_path
 
@@ -388,7 +512,7 @@ def verify(
     audit_dict = audit.to_dict() if hasattr(audit, "to_dict") else json.loads(audit.to_json())
     report = VerifyReport(
         wheel=wheel.name, sha256=sha256_file(wheel), archs_requested=list(archs), archs_found=list(audit.archs_found),
-        audit=audit_dict, python=python, cuda=cuda or "", started=started,
+        audit=audit_dict, python=python, cuda=cuda or "", started=started, notes=list(notes),
     )
     if not audit.ok:
         failures = audit_dict.get("failures") or ["static audit failed"]
@@ -403,8 +527,9 @@ def verify(
         audit_json.write_text(json.dumps(audit_dict))
         venv_python = make_venv(work / "venv", python=python, system_site_packages=system_site_packages, echo=echo)
         report.python = _python_version(venv_python)
-        modules = suite_modules(wheel, test_module)
-        tools = [r for m in [""] + modules for r in TEST_REQUIRES.get(m, ())]
+        modules = suite_modules(test_module, Path(tests_dir))
+        report.modules = module_digests(modules)
+        tools = [r for m in [""] + [p.name for p in modules] for r in TEST_REQUIRES.get(m, ())]
         if system_site_packages:
             # The venv already sees the interpreter's packages; ask pip only for what is missing there
             # (an offline GPU machine has pytest and numpy but no index to fetch them from).
@@ -446,7 +571,15 @@ def _finish(report: VerifyReport, subject: Subject, write: bool) -> VerifyReport
         from wheelforge.store.wheelhouse import Wheelhouse
 
         key = subject.entry_dir.name
-        Wheelhouse(subject.entry_dir.parent.parent).write_verify(key, report.to_dict(), report.result)
+        wh = Wheelhouse(subject.entry_dir.parent.parent)
+        stored = wh.read_verify(key)
+        if stored is not None and covers_more(stored, report.to_dict()):
+            report.kept_run = stored
+            # A reduced run (fewer modules, or no GPU where the stored run had one) never replaces a fuller one.
+            report.notes.append(f"verify.json keeps the fuller run of {stored.get('finished', '?')} ({stored.get('result')}: "
+                                f"{describe_coverage(stored)}); this run ({describe_coverage(report.to_dict())}) was not stored")
+        else:
+            wh.write_verify(key, report.to_dict(), report.result)
     return report
 
 
