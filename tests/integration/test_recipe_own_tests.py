@@ -127,3 +127,25 @@ def test_a_missing_test_module_stops_the_plan_before_any_compile(tmp_path: Path)
                              f"'../tests/test_vector_add.py' names {tmp_path / 'tests' / 'test_vector_add.py'}, which is not a file")
         assert lines[-1].startswith("hint: ")
     assert not (tmp_path / "wh" / "logs").exists()  # nothing was built
+
+
+def test_a_failed_entry_is_never_up_to_date_and_never_served(builds: dict) -> None:
+    """The next build of a failed key runs its suite again (and fails again, exit 4) instead of saying "up to date";
+    --no-verify does not wave it through; the index leaves it out."""
+    common = ["--recipes-dir", str(builds["root"] / "recipes"), "--cuda", "auto", "--wheelhouse", str(builds["wh"]), "--compiler-cache", "none"]
+    again = invoke("build", "vector-add-broken", *common, cache=builds["root"] / "cache")
+    assert again.returncode == 4, again.stderr[-3000:]
+    assert "failed its post-build suite before: running it again" in again.stderr and "up to date" not in again.stdout
+    skipped = invoke("build", "vector-add-broken", *common, "--no-verify", cache=builds["root"] / "cache")
+    assert skipped.returncode == 4 and "error[verify.failed-before]" in skipped.stderr, skipped.stderr[-2000:]
+    idx = invoke("index", "--wheelhouse", str(builds["wh"]), cache=builds["root"] / "cache")
+    assert idx.returncode == 0, idx.stderr
+    # both recipes build demo-cuda's project: the same file name and, builds being reproducible, the same bytes;
+    # the failed entry is left out with a warning, the verified one is what the URL serves
+    failed = next(d for d in (builds["wh"] / "entries").iterdir() if json.loads((d / "entry.json").read_text())["recipe"] == "vector-add-broken")
+    manifest = json.loads((failed / "entry.json").read_text())
+    assert manifest["state"] == "failed"
+    assert f"not served: {manifest['wheel']} is failed" in idx.stderr
+    page = json.loads((builds["wh"] / "index" / "simple" / "demo-cuda" / "index.json").read_text())
+    passed = next(d for d in (builds["wh"] / "entries").iterdir() if json.loads((d / "entry.json").read_text())["recipe"] == "vector-add")
+    assert [f["hashes"]["sha256"] for f in page["files"]] == [json.loads((passed / "entry.json").read_text())["sha256"]]

@@ -331,7 +331,9 @@ def _run(plan: BuildPlan, recipe: Recipe, req: Request, wh: Wheelhouse, t0: floa
                               python=req.settings.target.python, verify_options=req.verify_options, t0=t0, replace=req.replace)
             if entry is not None:
                 attempt.entry, attempt.wheel = entry, entry.wheel
-                req.reporter.note(f"{recipe.name}: {entry.wheel.name} is stored but not verified: verifying it")
+                state = entry.manifest.get("state") or "unverified"
+                req.reporter.note(f"{recipe.name}: {entry.wheel.name} failed its post-build suite before: running it again"
+                                  if state == "failed" else f"{recipe.name}: {entry.wheel.name} is stored but not verified: verifying it")
                 attempt.say(f"# {recipe.name} {plan.full_version}  key {plan.key}: verify only (the entry is stored, not verified)")
             else:
                 attempt.say(f"# {recipe.name} {plan.full_version}  key {plan.key}")
