@@ -91,6 +91,36 @@ def test_multi_arch_target_and_python_independent_wheel(tmp_path):
     assert job.label() == "cu130.sm90.sm120"
 
 
+def test_python_independent_wheel_moves_to_the_first_python_its_dependencies_have(tmp_path, target):
+    """torch has no 3.10 job; a py39-none xformers goes on 3.11 against torch's cp311 job instead of nowhere."""
+    r = {"torch": _recipe(tmp_path, "torch", versions={"2.15.0": ">=3.11"}),
+         "xformers": _recipe(tmp_path, "xformers", deps=["torch"], versions={"0.0.35": ">=3.9"}, wheel_tag="py39-none")}
+    m = farm.build_matrix(r, target, pythons=["3.10", "3.11", "3.12"])
+    x = [j for j in m.jobs if j.recipe == "xformers"]
+    assert [(j.id, j.python, j.needs) for j in x] == [("xformers-0.0.35-any-sm120", "3.11", ("torch-2.15.0-cp311-sm120",))]
+    assert [(e.recipe, e.python) for e in m.excluded] == [("torch", "3.10")]
+    # no Python where torch has a job: excluded, one reason per Python
+    m = farm.build_matrix(r, target, pythons=["3.10"])
+    assert [(e.recipe, e.python, e.reason) for e in m.excluded if e.recipe == "xformers"] == [
+        ("xformers", "3.10", "needs torch, which is excluded for Python 3.10")]
+
+
+def test_bundled_recipes_on_the_workflows_default_pythons_all_have_jobs(tmp_path):
+    """Every bundled recipe is in the matrix the build-wheels workflow computes by default."""
+    import re
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    workflow = (repo / ".github/workflows/build-wheels.yml").read_text()
+    pythons = re.search(r"PYTHONS: \$\{\{ inputs.pythons \|\| '([0-9.,]+)' \}\}", workflow).group(1).split(",")
+    assert tuple(pythons) == farm.DEFAULT_PYTHONS
+    settings = resolve_settings({"arch": "12.0", "cuda": "12.8"}, env={}, pyproject={}, cwd=repo)
+    m = farm.load_matrix(settings, pythons=pythons, env={})
+    bundled = {p.stem for p in (repo / "recipes").glob("*.toml")}
+    assert bundled <= {j.recipe for j in m.jobs}, sorted(bundled - {j.recipe for j in m.jobs})
+    assert m.stages <= 2  # the workflow has build-stage0 and build-stage1
+
+
 def test_bad_inputs_name_the_thing(recipes, target, tmp_path):
     with pytest.raises(FarmError, match="nope"):
         farm.build_matrix(recipes, target, names=["nope"])

@@ -139,34 +139,42 @@ def build_matrix(
         versions = sorted(recipe.versions, key=Version) if all_versions else [recipe.default_version]
         for version in versions:
             pin = recipe.versions[version]
-            candidates = pys
-            if not python_specific:  # one job: on the first listed Python the release supports
-                candidates = [p for p in pys if not pin.requires_python or pin.requires_python.contains(p)][:1] or pys[:1]
-            for py in candidates:
+
+            def blocked(py: str) -> tuple[str | None, tuple[str, ...]]:
+                """Why ``recipe`` cannot be built on Python ``py`` (None: it can), and the jobs it needs there."""
                 if pin.requires_python and not pin.requires_python.contains(py):
-                    excluded.append(Exclusion(name, version, py, f"{name} {version} supports Python {pin.requires_python}"))
-                    continue
+                    return f"{name} {version} supports Python {pin.requires_python}", ()
                 needs: list[str] = []
-                missing_dep = None
                 for dep in recipe.build.recipes:
                     dep_job = by_key.get((dep, py)) or by_key.get((dep, "*"))
                     if dep_job is None:
-                        missing_dep = dep
-                        break
+                        return f"needs {dep}, which is excluded for Python {py}", ()
                     needs.append(dep_job.id)
-                if missing_dep:
-                    excluded.append(Exclusion(name, version, py, f"needs {missing_dep}, which is excluded for Python {py}"))
+                return None, tuple(needs)
+
+            # A Python-specific wheel gets a job per Python; a Python-independent one (py3-none) one job, on the
+            # first listed Python where its release and every dependency have jobs (torch 2.15 has none on 3.10,
+            # so xformers goes to 3.11 rather than nowhere).
+            refused: list[Exclusion] = []
+            for py in pys:
+                reason, needs = blocked(py)
+                if reason is not None:
+                    refused.append(Exclusion(name, version, py, reason))
                     continue
                 tag = f"cp{py.replace('.', '')}"
                 job = Job(
                     id=f"{name}-{version}-{tag if python_specific else 'any'}-{tname}",
                     recipe=name, project=recipe.project, version=version, python=py, python_tag=tag,
                     arch=arch_text, cuda=target.cuda, target=tname, runs_on=runs_on, stage=stage_of[name],
-                    needs=tuple(needs), python_specific=python_specific,
+                    needs=needs, python_specific=python_specific,
                 )
                 jobs.append(job)
                 if version == recipe.default_version:
                     by_key[(name, py if python_specific else "*")] = job
+                if not python_specific:
+                    refused = []  # the one job has a Python: the ones before it are not exclusions
+                    break
+            excluded.extend(refused)
     jobs.sort(key=lambda j: (j.stage, order.index(j.recipe)))  # stable: keeps version/Python order inside a recipe
     return Matrix(jobs=tuple(jobs), excluded=tuple(excluded), added=tuple(added))
 
@@ -178,7 +186,7 @@ def to_github(matrix: Matrix, stage: int | None = None) -> dict[str, list[dict[s
 
 def render_matrix(matrix: Matrix) -> str:
     rows = [("stage", "job", "python", "arch", "cuda", "needs")]
-    rows += [(str(j.stage), j.id, j.python if j.python_specific else "any", j.arch, j.cuda, ", ".join(j.needs) or "-")
+    rows += [(str(j.stage), j.id, j.python if j.python_specific else f"any (on {j.python})", j.arch, j.cuda, ", ".join(j.needs) or "-")
              for j in matrix.jobs]
     lines = _table(rows)
     if matrix.added:
