@@ -74,3 +74,31 @@ def test_xformers_against_pypi_torch_for_another_cuda_major_stops_at_planning():
     assert same_major.returncode == 0, same_major.stderr
     deps = json.dumps(json.loads(same_major.stdout))
     assert "torch==2.11.0" in deps
+
+
+TASKS = ("doctor", "toolchain", "plan", "fetch", "patches.check", "build", "inspect", "verify", "index", "serve",
+         "publish", "farm.matrix", "farm.status")
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+@pytest.mark.parametrize("task", TASKS)
+def test_help_after_the_task_prints_its_help(task, flag):
+    """Also for tasks with a positional (invoke would hand it `--help` as the recipe); publish sends no request."""
+    out = invoke(task, flag)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(f"Usage: inv[oke] [--core-opts] {task} "), out.stdout
+    assert "Options:" in out.stdout and "error" not in out.stderr
+
+
+def test_help_of_the_installed_command_names_it():
+    out = subprocess.run([sys.executable, "-c", "import sys; sys.argv[0] = 'wheelforge'; from wheelforge.cli.program import main; main()",
+                          "build", "--help"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("Usage: wheelforge [--core-opts] build ")
+    assert "-v, --verbose" in out.stdout and "-a STRING, --arch=STRING" in out.stdout
+
+
+def test_a_missing_recipe_is_named():
+    out = invoke("build")
+    assert out.returncode != 0
+    assert "'build' did not receive required positional arguments: 'recipe'" in out.stderr

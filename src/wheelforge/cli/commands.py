@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from wheelforge.model.report import Echo, silent
 from wheelforge.model.settings import Settings, find_pyproject, read_pyproject, resolve_settings
 
 
@@ -89,21 +90,21 @@ def _recipe(settings: Settings, name: str):
     return find_recipe(name, recipe_dirs(settings.recipes_dir))
 
 
-def fetch_recipe(settings: Settings, name: str, *, version: str | None = None, offline: bool = False) -> None:
+def fetch_recipe(settings: Settings, name: str, *, version: str | None = None, offline: bool = False, echo: Echo = silent) -> None:
     from wheelforge.sources.fetch import fetch
 
     recipe = _recipe(settings, name)
     pin = recipe.pin(version)
-    fetched = fetch(recipe.resolve_source(pin), cache_dir=settings.cache, offline=offline, mirrors=settings.mirrors)
+    fetched = fetch(recipe.resolve_source(pin), cache_dir=settings.cache, offline=offline, mirrors=settings.mirrors, echo=echo)
     sys.stdout.write(f"{recipe.name} {pin.version}: {fetched.digest} at {fetched.path}\n")
 
 
-def check_patches(settings: Settings, name: str, *, offline: bool = False) -> None:
+def check_patches(settings: Settings, name: str, *, offline: bool = False, echo: Echo = silent) -> None:
     from wheelforge.model.errors import PatchError
     from wheelforge.sources.patches import check_series
 
     recipe = _recipe(settings, name)
-    results = check_series(recipe, cache_dir=settings.cache, offline=offline, mirrors=settings.mirrors)
+    results = check_series(recipe, cache_dir=settings.cache, offline=offline, mirrors=settings.mirrors, echo=echo)
     for r in results:
         state = "ok" if r.ok else "FAILED"
         names = ", ".join(f for f, _ in r.patches) or "no patches"
@@ -274,7 +275,8 @@ def build_recipes(settings: Settings, recipes: Sequence[str], *, version: str | 
 
 
 def verify_target(settings: Settings, target: str, *, version: str | None = None, allow_arch_mismatch: bool = False,
-                  system_site_packages: bool = False, offline: bool = False, find_links: Sequence[str] = ()) -> None:
+                  system_site_packages: bool = False, offline: bool = False, find_links: Sequence[str] = (),
+                  echo: Echo = silent) -> None:
     """``target`` is a wheel path or a recipe name (its newest wheelhouse entry)."""
     from wheelforge.cli.render import verify_table
     from wheelforge.verify.suite import latest_entry, verify
@@ -293,7 +295,7 @@ def verify_target(settings: Settings, target: str, *, version: str | None = None
         runtime_requires, test_module = recipe.runtime_requires, recipe.test_module
     report = verify(subject, archs=archs, cuda=cuda, wheelhouse=settings.wheelhouse, runtime_requires=runtime_requires,
                     test_module=test_module, allow_arch_mismatch=allow_arch_mismatch,
-                    system_site_packages=system_site_packages, offline=offline, extra_wheels=list(find_links))
+                    system_site_packages=system_site_packages, offline=offline, extra_wheels=list(find_links), echo=echo)
     verify_table(report)
     report.raise_for_result()
 

@@ -31,7 +31,7 @@ from wheelforge.model.errors import FarmError, RecipeError
 from wheelforge.model.graph import dependency_order
 from wheelforge.model.recipe import Recipe, all_recipes, recipe_dirs
 
-#: Python versions the farm builds for when ``--pythons`` is not given.
+#: Python versions the farm builds for when ``--python`` is not given.
 DEFAULT_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
 #: Labels every GPU build runner carries; the arch label (``sm120``) is added per target.
 RUNNER_LABELS = ("self-hosted", "linux", "x64", "gpu")
@@ -106,6 +106,20 @@ def _target_name(archs: Sequence[CudaArch]) -> str:
     return ".".join(f"sm{a.number}" for a in archs)
 
 
+def _blocked(recipe: Recipe, version: str, py: str, by_key: Mapping[tuple[str, str], Job]) -> tuple[str | None, tuple[str, ...]]:
+    """Why ``recipe`` ``version`` cannot be built on Python ``py`` (None: it can), and the job ids it needs there."""
+    pin = recipe.versions[version]
+    if pin.requires_python and not pin.requires_python.contains(py):
+        return f"{recipe.name} {version} supports Python {pin.requires_python}", ()
+    needs: list[str] = []
+    for dep in recipe.build.recipes:
+        dep_job = by_key.get((dep, py)) or by_key.get((dep, "*"))
+        if dep_job is None:
+            return f"needs {dep}, which is excluded for Python {py}", ()
+        needs.append(dep_job.id)
+    return None, tuple(needs)
+
+
 def build_matrix(
     recipes: Mapping[str, Recipe],
     target: Target,
@@ -138,26 +152,12 @@ def build_matrix(
         python_specific = "{python_tag}" in recipe.wheel_tag
         versions = sorted(recipe.versions, key=Version) if all_versions else [recipe.default_version]
         for version in versions:
-            pin = recipe.versions[version]
-
-            def blocked(py: str) -> tuple[str | None, tuple[str, ...]]:
-                """Why ``recipe`` cannot be built on Python ``py`` (None: it can), and the jobs it needs there."""
-                if pin.requires_python and not pin.requires_python.contains(py):
-                    return f"{name} {version} supports Python {pin.requires_python}", ()
-                needs: list[str] = []
-                for dep in recipe.build.recipes:
-                    dep_job = by_key.get((dep, py)) or by_key.get((dep, "*"))
-                    if dep_job is None:
-                        return f"needs {dep}, which is excluded for Python {py}", ()
-                    needs.append(dep_job.id)
-                return None, tuple(needs)
-
             # A Python-specific wheel gets a job per Python; a Python-independent one (py3-none) one job, on the
             # first listed Python where its release and every dependency have jobs (torch 2.15 has none on 3.10,
             # so xformers goes to 3.11 rather than nowhere).
             refused: list[Exclusion] = []
             for py in pys:
-                reason, needs = blocked(py)
+                reason, needs = _blocked(recipe, version, py, by_key)
                 if reason is not None:
                     refused.append(Exclusion(name, version, py, reason))
                     continue
