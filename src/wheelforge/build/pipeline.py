@@ -230,7 +230,8 @@ def build(recipe_names: Sequence[str], *, version: str | None = None, settings: 
 
 
 def _noop(entry: Entry, recipe: Recipe, t0: float, req: Request) -> BuildResult:
-    req.reporter.note(f"{recipe.name}: up to date -> {entry.wheel}")
+    verified = entry.manifest.get("verify")
+    req.reporter.note(f"{recipe.name}: up to date -> {entry.wheel}" + (f" (verify: {verified})" if verified else ""))
     return BuildResult(recipe=recipe.name, key=entry.key, wheel=entry.wheel, entry_dir=entry.path, noop=True,
                        seconds=time.monotonic() - t0, verify=entry.manifest.get("verify"))
 

@@ -264,11 +264,11 @@ def build_recipes(settings: Settings, recipes: Sequence[str], *, version: str | 
         if getattr(err, "report", None) is not None:
             verify_table(err.report)
         raise
+    # The library already said "built <wheel> in ..." or "up to date -> <wheel>" as it happened; only the
+    # verify tables are left to draw.
     for r in results:
         if r.verify_report is not None:
             verify_table(r.verify_report)
-        state = "up to date" if r.noop else f"built in {r.seconds:.1f} s"
-        sys.stdout.write(f"{r.recipe}: {state}: {r.wheel}" + (f" (verify: {r.verify})" if r.verify else "") + "\n")
 
 
 # --------------------------------------------------------------------------- verify

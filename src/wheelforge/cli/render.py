@@ -42,6 +42,7 @@ class ConsoleReporter(Reporter):
     def step(self, label: str, name: str, index: int, total: int) -> None:
         self._label, self._step = label, name
         self._started = time.monotonic()
+        where = f"{index}/{total} {name}"
         if self.live:
             if self._bar is None:
                 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -50,10 +51,10 @@ class ConsoleReporter(Reporter):
                                      MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                                      console=self.out, transient=True)
                 self._bar.start()
-                self._task = self._bar.add_task(label, total=None, step=name)
-            self._bar.update(self._task, step=f"{index}/{total} {name}", completed=0, total=None)
+                self._task = self._bar.add_task(label, total=None, step=where)
+            self._bar.update(self._task, step=where, completed=0, total=None)
         else:
-            self.out.print(f"[{name}] {label}", markup=False, highlight=False)
+            self.out.print(f"[{where}] {label}", markup=False, highlight=False)
 
     def progress(self, done: int, total: int, *, unit: str = "steps") -> None:
         if self._bar is not None:
