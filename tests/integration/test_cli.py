@@ -102,3 +102,48 @@ def test_a_missing_recipe_is_named():
     out = invoke("build")
     assert out.returncode != 0
     assert "'build' did not receive required positional arguments: 'recipe'" in out.stderr
+
+
+def _toolkits() -> list[dict]:
+    out = invoke("toolchain", "--cuda", "auto", "--json")
+    return json.loads(out.stdout)["found"] if out.returncode == 0 else []
+
+
+def test_arch_takes_every_capability_the_toolkits_nvcc_lists():
+    kits = [k for k in _toolkits() if k.get("nvcc_archs")]
+    if not kits:
+        pytest.skip("no CUDA toolkit here")
+    listed = [f"{n[:-1]}.{n[-1]}" for n in (a.removeprefix("compute_") for a in kits[0]["nvcc_archs"] if a.startswith("compute_"))]
+    assert listed
+    out = invoke("plan", "demo-cuda", "--cuda", kits[0]["cuda_version"], "--arch", ";".join(listed), "--json")
+    assert out.returncode == 0, out.stderr
+    assert sorted(json.loads(out.stdout)["target"]["archs"]) == sorted(listed)
+
+
+@pytest.mark.parametrize("arch", ["6.1", "5.2", "5.3", "6.2", "7.2"])
+def test_arch_without_the_toolkit_is_checked_against_the_table(arch):
+    """CUDA 11.8 is not installed here: the table knows these capabilities and that 11.8 builds them."""
+    out = invoke("plan", "demo-cuda", "--cuda", "11.8", "--arch", arch, "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["target"]["archs"] == [arch]
+
+
+def test_errors_come_in_the_order_a_user_needs_them():
+    # 1. an unknown recipe, whatever else is wrong
+    out = invoke("build", "nosuch", "--cuda", "11.8", "--arch", "12.0")
+    assert out.returncode == 2 and out.stderr.startswith("error[recipe.not-found]: no recipe named 'nosuch'"), out.stderr
+    # 2. the arch against the requested CUDA, before looking for that toolkit
+    out = invoke("build", "demo-cuda", "--cuda", "11.8", "--arch", "12.0")
+    assert out.returncode == 2 and out.stderr.startswith("error[arch.toolkit-too-old]: sm_120 needs CUDA >= 12.8"), out.stderr
+    plan = invoke("plan", "demo-cuda", "--cuda", "11.8", "--arch", "12.0")
+    assert plan.stderr == out.stderr
+    # 3. the toolkit: the one found is named, and how to use it
+    found = [k["cuda_version"] for k in _toolkits() if k.get("cuda_version")]
+    absent = next(v for v in ("12.6", "12.5", "12.4") if v not in found)
+    out = invoke("build", "demo-cuda", "--cuda", absent, "--arch", "9.0")
+    assert out.returncode != 0
+    if found:
+        assert out.stderr.startswith(f"error[toolchain.cuda-mismatch]: the target asks for CUDA {absent}, which is not installed; found CUDA {found[0]} at ")
+        assert "--cuda auto" in out.stderr and 'cuda = "auto" under [tool.wheelforge]' in out.stderr
+    else:
+        assert out.stderr.startswith("error[toolchain.no-cuda]")

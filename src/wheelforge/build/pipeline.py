@@ -68,7 +68,7 @@ def resolve_toolchain(settings: Settings, env: Mapping[str, str] | None = None) 
     """The toolkit for the settings' CUDA ("auto" = first found); fails naming what was found."""
     from wheelforge.host.toolchain import resolve
 
-    return resolve(settings.cache, settings.target.cuda, env)
+    return resolve(settings.cache, settings.target.cuda, env, archs=settings.target.archs)
 
 
 def load_recipe(name: str, settings: Settings) -> Recipe:
