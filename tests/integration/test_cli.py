@@ -147,3 +147,23 @@ def test_errors_come_in_the_order_a_user_needs_them():
         assert "--cuda auto" in out.stderr and 'cuda = "auto" under [tool.wheelforge]' in out.stderr
     else:
         assert out.stderr.startswith("error[toolchain.no-cuda]")
+
+
+def test_farm_status_names_a_build_for_another_cuda(tmp_path):
+    """The wheelhouse holds demo-cuda built with --cuda auto on CUDA 13.0; the farm's target is 12.8."""
+    import json as _json
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from index_support import WheelSpec, add_entry
+
+    wheel = "demo_cuda-0.1.0+cu130.sm120-cp311-cp311-linux_x86_64.whl"
+    entry = add_entry(tmp_path / "wh", WheelSpec(name="demo-cuda", version="0.1.0+cu130.sm120", tag="cp311-cp311-linux_x86_64"))
+    manifest = tmp_path / "wh" / "entries" / entry["key"] / "entry.json"
+    data = _json.loads(manifest.read_text())
+    data["target"].update(cuda="13.0", label="cu130.sm120")
+    manifest.write_text(_json.dumps(data))
+    out = invoke("farm.status", "--recipe", "demo-cuda", "--python", "3.11", "--cuda", "12.8", "--wheelhouse", str(tmp_path / "wh"))
+    assert out.returncode == 0, out.stderr
+    assert f"demo-cuda-0.1.0-cp311-sm120  missing  a cu130 build exists: {wheel}" in out.stdout
+    out = invoke("farm.status", "--recipe", "demo-cuda", "--python", "3.11", "--cuda", "auto", "--wheelhouse", str(tmp_path / "wh"))
+    assert "present" in out.stdout and "1 present, 0 missing" in out.stdout

@@ -170,6 +170,20 @@ def test_status_from_index_files(recipes, target):
     assert st[0].where == "http://127.0.0.1:1/simple/demo/"
 
 
+def test_missing_says_when_another_cudas_build_exists(recipes, target):
+    """A runner that built with --cuda auto against 13.0: the cu128 job is missing, and says what the store has."""
+    m = farm.build_matrix(recipes, target, names=["demo"], pythons=["3.11", "3.12"])
+    other = "demo-1.0.0+cu130.sm120-cp311-cp311-linux_x86_64.whl"
+    st = farm.collect_status(m, entries=[_manifest("k1", "demo", "1.0.0", "cp311", "cu130.sm120", other)])
+    assert [(s.state, s.other_cuda) for s in st] == [("missing", other), ("missing", None)]  # 3.12: nothing at all
+    assert st[0].to_json()["other_label"] == "cu130.sm120"
+    assert f"missing  a cu130 build exists: {other}" in farm.render_status(st, "/wh")
+    # the same from a remote index; another arch's build is not "the same wheel for another CUDA"
+    files = {"demo": [other, "demo-1.0.0+cu130.sm90-cp312-cp312-linux_x86_64.whl"]}
+    st = farm.collect_status(m, files=files, index_url="http://127.0.0.1:1/simple/")
+    assert [(s.state, s.other_cuda) for s in st] == [("missing", other), ("missing", None)]
+
+
 def test_status_with_cuda_auto_matches_any_toolkit(recipes, tmp_path):
     t = resolve_settings({"arch": "12.0", "cuda": "auto"}, env={}, pyproject={}, cwd=tmp_path).target
     m = farm.build_matrix(recipes, t, names=["demo"], pythons=["3.11"])

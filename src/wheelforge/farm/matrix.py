@@ -16,6 +16,7 @@ only says *what* to build and *what is there*.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -215,11 +216,24 @@ class JobStatus:
     message: str | None = None
     log: str | None = None  # link (or path) to the failed build's log
     at: str | None = None
+    other_cuda: str | None = None  # a wheel of the same recipe, version, Python and archs for another CUDA
+    other_label: str | None = None  # its local label, "cu130.sm120"
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.job.id, "recipe": self.job.recipe, "version": self.job.version, "python": self.job.python,
                 "target": self.job.target, "state": self.state, "wheel": self.wheel, "where": self.where,
-                "error_id": self.error_id, "message": self.message, "log": self.log, "at": self.at}
+                "error_id": self.error_id, "message": self.message, "log": self.log, "at": self.at,
+                "other_cuda": self.other_cuda, "other_label": self.other_label}
+
+    def detail(self) -> str:
+        """The table's third column: the wheel, the last error, or what the store holds instead."""
+        if self.state == "present":
+            return self.wheel or "-"
+        text = f"[{self.error_id}] {self.message}" if self.state == "failed" else "-"
+        if self.other_cuda:
+            cu = (self.other_label or "").split(".", 1)[0] or "another CUDA's"
+            text = ("" if text == "-" else text + "; ") + f"a {cu} build exists: {self.other_cuda}"
+        return text
 
 
 def _label_matches(job: Job, label: str | None) -> bool:
@@ -231,14 +245,26 @@ def _label_matches(job: Job, label: str | None) -> bool:
     return label.split(".", 1)[-1] == job.target  # CUDA "auto": any toolkit, same archs
 
 
-def _entry_matches(job: Job, manifest: Mapping[str, Any]) -> bool:
+def _other_cuda(job: Job, label: str | None) -> bool:
+    """The same archs built for another CUDA (``cu130.sm120`` for a ``cu128.sm120`` job)."""
+    return label is not None and job.label() is not None and label != job.label() and label.split(".", 1)[-1] == job.target
+
+
+def _wheel_label(filename: str) -> str | None:
+    try:
+        return parse_wheel_filename(filename)[1].local
+    except InvalidWheelFilename:
+        return None
+
+
+def _entry_matches(job: Job, manifest: Mapping[str, Any], label_test=_label_matches) -> bool:
     target = manifest.get("target") or {}
     return (manifest.get("recipe") == job.recipe and manifest.get("version") == job.version
             and (not job.python_specific or target.get("python") == job.python_tag)
-            and _label_matches(job, target.get("label")))
+            and label_test(job, target.get("label")))
 
 
-def _file_matches(job: Job, filename: str) -> bool:
+def _file_matches(job: Job, filename: str, label_test=_label_matches) -> bool:
     try:
         name, version, _, tags = parse_wheel_filename(filename)
     except InvalidWheelFilename:
@@ -247,7 +273,7 @@ def _file_matches(job: Job, filename: str) -> bool:
         return False
     if job.python_specific and not any(t.interpreter == job.python_tag for t in tags):
         return False
-    return _label_matches(job, version.local)
+    return label_test(job, version.local)
 
 
 def _failure_matches(job: Job, failure: Mapping[str, Any]) -> bool:
@@ -298,6 +324,16 @@ def collect_status(
                                   log=log or None, at=failure.get("at"))
             else:
                 found = JobStatus(job, "missing")
+            # A runner that built with --cuda auto against another toolkit stored a wheel this job does not
+            # count: say so, or "missing" reads as "never built".
+            if files is not None:
+                other = next(((fn, _wheel_label(fn)) for fn in files.get(canonicalize_name(job.project), ())
+                              if _file_matches(job, fn, _other_cuda)), None)
+            else:
+                other = next(((str(m.get("wheel")), (m.get("target") or {}).get("label")) for m in entries
+                              if _entry_matches(job, m, _other_cuda)), None)
+            if other:
+                found = dataclasses.replace(found, other_cuda=other[0], other_label=other[1])
         out.append(found)
     return out
 
@@ -312,8 +348,7 @@ def summarize(statuses: Sequence[JobStatus]) -> dict[str, int]:
 def render_status(statuses: Sequence[JobStatus], store: str) -> str:
     rows = [("job", "state", "wheel / last error", "log")]
     for s in statuses:
-        detail = s.wheel if s.state == "present" else (f"[{s.error_id}] {s.message}" if s.state == "failed" else "-")
-        rows.append((s.job.id, s.state, detail or "-", s.log or "-"))
+        rows.append((s.job.id, s.state, s.detail() or "-", s.log or "-"))
     lines = [f"store: {store}", *_table(rows)]
     c = summarize(statuses)
     lines.append(f"{c['present']} present, {c['missing']} missing, {c['failed']} failed of {len(statuses)} jobs")
