@@ -140,7 +140,8 @@ def write_index(settings: Settings, *, print_config: bool = False, base_url: str
     from wheelforge.serving import index
 
     if print_config:
-        sys.stdout.write(index.print_config(base_url, list(pins), source=settings.wheelhouse) + "\n")
+        target = ".".join(f"sm{a.number}" for a in settings.target.archs)  # the label's arch part: the build to pin first
+        sys.stdout.write(index.print_config(base_url, list(pins), source=settings.wheelhouse, prefer_target=target) + "\n")
         return
     result = index.build_index(settings.wheelhouse, rehash=rehash, variants=variants)
     for w in result.warnings:

@@ -143,12 +143,13 @@ def verify(c, recipe, arch=None, cuda=None, version=None, wheelhouse=None, recip
                   offline=offline, find_links=find_links or [], echo=_echo(verbose))
 
 
-@command(iterable=["pin"])
-def index(c, wheelhouse=None, print_config=False, base_url="http://127.0.0.1:8080", pin=None, rehash=False, variants=False):
+@command(help={"arch": "with --print-config: pin the builds for these archs first (default 12.0)"}, iterable=["pin"])
+def index(c, wheelhouse=None, print_config=False, base_url="http://127.0.0.1:8080", pin=None, rehash=False, variants=False,
+          arch=None):
     """Write the static Simple Repository API tree (PEP 503/691/658) from the wheelhouse."""
     from wheelforge.cli.commands import write_index
 
-    write_index(_settings(wheelhouse=wheelhouse), print_config=print_config, base_url=base_url, pins=pin or [],
+    write_index(_settings(wheelhouse=wheelhouse, arch=arch), print_config=print_config, base_url=base_url, pins=pin or [],
                 rehash=rehash, variants=variants)
 
 
