@@ -167,3 +167,39 @@ def test_farm_status_names_a_build_for_another_cuda(tmp_path):
     assert f"demo-cuda-0.1.0-cp311-sm120  missing  a cu130 build exists: {wheel}" in out.stdout
     out = invoke("farm.status", "--recipe", "demo-cuda", "--python", "3.11", "--cuda", "auto", "--wheelhouse", str(tmp_path / "wh"))
     assert "present" in out.stdout and "1 present, 0 missing" in out.stdout
+
+
+def test_serve_says_where_once_after_it_listens_and_nothing_when_it_cannot(tmp_path):
+    import socket
+    import urllib.request
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from index_support import free_port, make_wheelhouse
+
+    from wheelforge.serving.index import build_index
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = invoke("serve", "--wheelhouse", str(empty), "--port", str(free_port()))
+    assert out.returncode == 2 and out.stderr.startswith("error[index.missing]") and "serving" not in out.stdout + out.stderr
+
+    wh = make_wheelhouse(tmp_path / "wh")
+    build_index(wh)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        out = invoke("serve", "--wheelhouse", str(wh), "--port", str(busy.getsockname()[1]))
+    assert out.returncode == 2 and out.stderr.startswith("error[index.port-busy]") and "serving" not in out.stdout + out.stderr
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "invoke", "serve", "--wheelhouse", str(wh), "--port", str(port)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith(f"serving {wh / 'index'} at http://127.0.0.1:{port}/"), first
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/simple/", timeout=10) as r:  # listening when it said so
+            assert r.status == 200
+    finally:
+        proc.terminate()
+        rest, _ = proc.communicate(timeout=20)
+    assert "serving" not in rest, rest
