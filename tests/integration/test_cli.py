@@ -130,8 +130,9 @@ def test_arch_without_the_toolkit_is_checked_against_the_table(arch):
 
 def test_errors_come_in_the_order_a_user_needs_them():
     # 1. an unknown recipe, whatever else is wrong
-    out = invoke("build", "nosuch", "--cuda", "11.8", "--arch", "12.0")
-    assert out.returncode == 2 and out.stderr.startswith("error[recipe.not-found]: no recipe named 'nosuch'"), out.stderr
+    for task in ("build", "plan"):
+        out = invoke(task, "nosuch", "--cuda", "11.8", "--arch", "12.0")
+        assert out.returncode == 2 and out.stderr.startswith("error[recipe.not-found]: no recipe named 'nosuch'"), out.stderr
     # 2. the arch against the requested CUDA, before looking for that toolkit
     out = invoke("build", "demo-cuda", "--cuda", "11.8", "--arch", "12.0")
     assert out.returncode == 2 and out.stderr.startswith("error[arch.toolkit-too-old]: sm_120 needs CUDA >= 12.8"), out.stderr

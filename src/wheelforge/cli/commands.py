@@ -210,8 +210,10 @@ def _plan_toolchain(settings: Settings):
 
 def show_plan(settings: Settings, recipes: Sequence[str], *, version: str | None = None, with_pins: Sequence[str] = (),
               source: str | None = None, no_isolation: bool = False, as_json: bool = False) -> None:
-    from wheelforge.build.pipeline import plan_for
+    from wheelforge.build.pipeline import load_recipe, plan_for
 
+    for name in recipes:  # an unknown recipe first, as build says it
+        load_recipe(name, settings)
     facts, warning = _plan_toolchain(settings)
     plans = [plan_for(name, version=version, settings=settings, toolchain=facts, no_isolation=no_isolation,
                       with_pins=with_pins, source_path=source) for name in recipes]
