@@ -1,20 +1,78 @@
 """Session fixtures: artifacts that take minutes to make are made once per test session and shared.
 
+* ``demo_cuda``: demo-cuda built by ``invoke build`` with the real nvcc, once per arch that any test asks
+  for (the CLI's output test, the variants and doctor tests all use the same wheels).
 * ``llama_cpu_wheels``: llama-cpp-python 0.3.36 built CPU-only from the pinned sdist, stock and with our
   patch (tests/integration/test_real_patches.py; any test that needs a real llama-cpp-python wheel).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+sys.path.insert(0, str(TESTS))
+NVCC = Path("/usr/local/cuda/bin/nvcc")
+
+
+@dataclass
+class DemoCudaBuilds:
+    """One wheelhouse; ``run(arch)`` builds demo-cuda for ``arch`` the first time it is asked, through the CLI
+    as a user does (12.0, the default target, with the post-build suite; other archs without it)."""
+
+    wheelhouse: Path
+    runs: dict[str, subprocess.CompletedProcess] = field(default_factory=dict)
+
+    def argv(self, arch: str) -> list[str]:
+        return [sys.executable, "-m", "invoke", "build", "demo-cuda", "--cuda", "13.0", "--arch", arch,
+                "--wheelhouse", str(self.wheelhouse), *(() if arch == "12.0" else ("--no-verify",))]
+
+    def run(self, arch: str) -> subprocess.CompletedProcess:
+        if arch not in self.runs:
+            proc = subprocess.run(self.argv(arch), cwd=REPO, capture_output=True, text=True, timeout=1800)
+            assert proc.returncode == 0, proc.stdout + proc.stderr[-4000:]
+            self.runs[arch] = proc
+        return self.runs[arch]
+
+    def entry(self, arch: str) -> Path:
+        """The entry folder of ``arch`` (written as entry.json records it: 12.0, 9.0, 9.0+PTX)."""
+        self.run(arch)
+        for manifest in self.wheelhouse.glob("entries/*/entry.json"):
+            if json.loads(manifest.read_text())["target"]["archs"] == [arch]:
+                return manifest.parent
+        raise AssertionError(f"no demo-cuda entry for {arch} in {self.wheelhouse}")
+
+    def wheel(self, arch: str) -> Path:
+        (wheel,) = self.entry(arch).glob("demo_cuda-*.whl")
+        return wheel
+
+    def copy(self, dest: Path, archs: list[str]) -> Path:
+        """A wheelhouse of its own at ``dest`` holding these archs' entries (and their logs)."""
+        for arch in archs:
+            entry = self.entry(arch)
+            shutil.copytree(entry, dest / "entries" / entry.name)
+            log = self.wheelhouse / "logs" / f"{entry.name}.log"
+            if log.is_file():
+                (dest / "logs").mkdir(parents=True, exist_ok=True)
+                shutil.copy2(log, dest / "logs" / log.name)
+        return dest
+
+
+@pytest.fixture(scope="session")
+def demo_cuda(tmp_path_factory: pytest.TempPathFactory) -> DemoCudaBuilds:
+    if not NVCC.exists():
+        pytest.skip("needs the CUDA toolkit at /usr/local/cuda")
+    return DemoCudaBuilds(tmp_path_factory.mktemp("demo-cuda") / "wheelhouse")
 
 
 @pytest.fixture(scope="session")
