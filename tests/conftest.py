@@ -111,13 +111,18 @@ def _build_llama(root: Path, build_dir: Path, out: Path) -> tuple[Path, float]:
     from patch_support import run
 
     env = dict(os.environ)
-    env.update({
-        # CPU only: the layout under test does not depend on CUDA.  -O0 because
-        # the tests check packaging, not speed, and it cuts compile time.
-        "CMAKE_ARGS": "-DGGML_CUDA=OFF -DGGML_NATIVE=OFF "
-                      "-DCMAKE_C_FLAGS_RELEASE=-O0 -DCMAKE_CXX_FLAGS_RELEASE=-O0",
-        "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 2),
-    })
+    # CPU only: the layout under test does not depend on CUDA.  -O0, and without llamafile's sgemm and the
+    # Q4_0 repack kernels (two of the largest files), because the tests check packaging, not speed.
+    cmake_args = ("-DGGML_CUDA=OFF -DGGML_NATIVE=OFF -DGGML_LLAMAFILE=OFF -DGGML_CPU_REPACK=OFF "
+                  "-DCMAKE_C_FLAGS_RELEASE=-O0 -DCMAKE_CXX_FLAGS_RELEASE=-O0")
+    if shutil.which("ccache"):
+        # Objects outlive the session in ccache (WHEELFORGE_CACHE/test-ccache, else ccache's own folder):
+        # a second run of the suite compiles nothing.  Paths below the session's folder are hashed relative.
+        cmake_args += " -DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache"
+        env.update(CCACHE_BASEDIR=str(root.parent.parent), CCACHE_NOHASHDIR="1")
+        if os.environ.get("WHEELFORGE_CACHE"):
+            env.setdefault("CCACHE_DIR", str(Path(os.environ["WHEELFORGE_CACHE"]) / "test-ccache"))
+    env.update(CMAKE_ARGS=cmake_args, CMAKE_BUILD_PARALLEL_LEVEL=str(os.cpu_count() or 2))
     start = time.monotonic()
     run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
          "-C", f"build-dir={build_dir}", "-w", out, root], cwd=root.parent, env=env)
