@@ -645,13 +645,11 @@ def held_pins(source: str | os.PathLike, prefer_target: str | None = None) -> tu
         if not newest:
             continue
 
-        def rank(version: str) -> tuple[bool, str]:
-            local = Version(version).local or ""
-            return (prefer_target is not None and local.split(".", 1)[-1] == prefer_target, newest[version])
-
-        chosen = max(newest, key=rank)
-        pins.append((project, chosen))
-        others += [f"{project}=={v}" for v in sorted(newest, key=rank, reverse=True) if v != chosen]
+        # the build for the configured archs first, then the newest upload
+        ranked = sorted(newest, key=lambda v, up=newest: ((Version(v).local or "").split(".", 1)[-1] == prefer_target, up[v]),
+                        reverse=True)
+        pins.append((project, ranked[0]))
+        others += [f"{project}=={v}" for v in ranked[1:]]
     return pins, others
 
 
