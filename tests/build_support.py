@@ -25,7 +25,7 @@ class Echo(Reporter):  # what `invoke build -v` shows: every command and output 
 args = json.loads(sys.argv[1])
 settings = resolve_settings(args["flags"], pyproject={"sccache": args.get("sccache", {})})
 try:
-    results = build([args["recipe"]], settings=settings, verify=False, reporter=Echo())
+    results = build([args["recipe"]], settings=settings, verify=False, reporter=Echo(), no_isolation=args.get("no_isolation", False))
 except WheelforgeError as exc:
     print(exc.render(), flush=True)
     sys.exit(exc.exit_code)
@@ -35,11 +35,14 @@ for r in results:
 
 
 def build_args(wheelhouse: Path, cache: Path, *, arch: str = "12.0", recipe: str = "demo-cuda", jobs: int | None = None,
-               sccache: dict[str, str] | None = None, compiler_cache: str = "auto") -> list[str]:
+               sccache: dict[str, str] | None = None, compiler_cache: str = "auto", no_isolation: bool = False) -> list[str]:
+    """``no_isolation``: build with this interpreter's cmake, ninja and scikit-build-core (test extras) instead of
+    filling a build venv, for tests about something other than the build venv."""
     flags = {"cuda": "13.0", "arch": arch, "wheelhouse": str(wheelhouse), "cache": str(cache), "compiler_cache": compiler_cache}
     if jobs:
         flags["jobs"] = jobs
-    return [sys.executable, "-c", _SCRIPT, json.dumps({"recipe": recipe, "flags": flags, "sccache": sccache or {}})]
+    return [sys.executable, "-c", _SCRIPT, json.dumps({"recipe": recipe, "flags": flags, "sccache": sccache or {},
+                                                       "no_isolation": no_isolation})]
 
 
 def child_env() -> dict[str, str]:

@@ -142,7 +142,7 @@ fi
 # ---------------------------------------------------------------- post-build suite
 if [[ -n "$WHEEL" ]]; then
   t0=$SECONDS
-  run "verify" "$PY" -m invoke verify --target cuda-libs-demo --wheelhouse "$WH" --cuda auto --arch "$ARCH" \
+  run "verify" "$PY" -m invoke verify cuda-libs-demo --wheelhouse "$WH" --cuda auto --arch "$ARCH" \
     --system-site-packages --offline
   rc=$?
   RESULT=$(grep -E "^(PASSED|FAILED)" "$LOG" | tail -1)

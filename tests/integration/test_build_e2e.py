@@ -118,7 +118,7 @@ def test_failed_build_is_recorded_with_repro_and_no_entry(tmp_path: Path) -> Non
     (broken / "demo-cuda.toml").write_text(text)
     env = child_env()
     env["WHEELFORGE_RECIPE_PATH"] = str(broken)
-    argv = build_args(tmp_path / "wh", tmp_path / "cache", compiler_cache="none")
+    argv = build_args(tmp_path / "wh", tmp_path / "cache", compiler_cache="none", no_isolation=True)  # configure fails either way
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 3, out[-3000:]
@@ -139,12 +139,14 @@ def test_uv_installer_fills_the_build_venv(tmp_path: Path) -> None:
     if not NVCC.exists() or not shutil.which("uv"):
         pytest.skip("needs the CUDA toolkit at /usr/local/cuda and uv")
     wh = tmp_path / "wheelhouse"
-    out = subprocess.run([sys.executable, "-m", "invoke", "build", "demo-cuda", "--cuda", "13.0", "--installer", "uv",
+    out = subprocess.run([sys.executable, "-m", "invoke", "build", "demo-cuda", "--cuda", "13.0", "--installer", "uv", "-v",
                           "--compiler-cache", "none", "--no-verify", "--wheelhouse", str(wh)],
                          cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, env=child_env(), timeout=900)
     assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
     (entry,) = entries(wh)
     log = (wh / "logs" / f"{entry.name}.log").read_text()
     assert " venv --seed --python " in log and " pip install --python " in log and "-m venv" not in log
+    shown = out.stdout + out.stderr  # -v: every command as it runs, and what it printed
+    assert "\n$ " in shown and " pip install --python " in shown and "[1/2]" in shown
     manifest = json.loads((entry / "entry.json").read_text())
     assert manifest["archs_found"] == ["sm_120"]

@@ -74,3 +74,133 @@ def test_xformers_against_pypi_torch_for_another_cuda_major_stops_at_planning():
     assert same_major.returncode == 0, same_major.stderr
     deps = json.dumps(json.loads(same_major.stdout))
     assert "torch==2.11.0" in deps
+
+
+TASKS = ("doctor", "toolchain", "plan", "fetch", "patches.check", "build", "inspect", "verify", "index", "serve",
+         "publish", "farm.matrix", "farm.status")
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+@pytest.mark.parametrize("task", TASKS)
+def test_help_after_the_task_prints_its_help(task, flag):
+    """Also for tasks with a positional (invoke would hand it `--help` as the recipe); publish sends no request."""
+    out = invoke(task, flag)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(f"Usage: inv[oke] [--core-opts] {task} "), out.stdout
+    assert "Options:" in out.stdout and "error" not in out.stderr
+
+
+def test_help_of_the_installed_command_names_it():
+    out = subprocess.run([sys.executable, "-c", "import sys; sys.argv[0] = 'wheelforge'; from wheelforge.cli.program import main; main()",
+                          "build", "--help"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("Usage: wheelforge [--core-opts] build ")
+    assert "-v, --verbose" in out.stdout and "-a STRING, --arch=STRING" in out.stdout
+
+
+def test_a_missing_recipe_is_named():
+    out = invoke("build")
+    assert out.returncode != 0
+    assert "'build' did not receive required positional arguments: 'recipe'" in out.stderr
+
+
+def _toolkits() -> list[dict]:
+    out = invoke("toolchain", "--cuda", "auto", "--json")
+    return json.loads(out.stdout)["found"] if out.returncode == 0 else []
+
+
+def test_arch_takes_every_capability_the_toolkits_nvcc_lists():
+    kits = [k for k in _toolkits() if k.get("nvcc_archs")]
+    if not kits:
+        pytest.skip("no CUDA toolkit here")
+    listed = [f"{n[:-1]}.{n[-1]}" for n in (a.removeprefix("compute_") for a in kits[0]["nvcc_archs"] if a.startswith("compute_"))]
+    assert listed
+    out = invoke("plan", "demo-cuda", "--cuda", kits[0]["cuda_version"], "--arch", ";".join(listed), "--json")
+    assert out.returncode == 0, out.stderr
+    assert sorted(json.loads(out.stdout)["target"]["archs"]) == sorted(listed)
+
+
+@pytest.mark.parametrize("arch", ["6.1", "5.2", "5.3", "6.2", "7.2"])
+def test_arch_without_the_toolkit_is_checked_against_the_table(arch):
+    """CUDA 11.8 is not installed here: the table knows these capabilities and that 11.8 builds them."""
+    out = invoke("plan", "demo-cuda", "--cuda", "11.8", "--arch", arch, "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["target"]["archs"] == [arch]
+
+
+def test_errors_come_in_the_order_a_user_needs_them():
+    # 1. an unknown recipe, whatever else is wrong
+    for task in ("build", "plan"):
+        out = invoke(task, "nosuch", "--cuda", "11.8", "--arch", "12.0")
+        assert out.returncode == 2 and out.stderr.startswith("error[recipe.not-found]: no recipe named 'nosuch'"), out.stderr
+    # 2. the arch against the requested CUDA, before looking for that toolkit
+    out = invoke("build", "demo-cuda", "--cuda", "11.8", "--arch", "12.0")
+    assert out.returncode == 2 and out.stderr.startswith("error[arch.toolkit-too-old]: sm_120 needs CUDA >= 12.8"), out.stderr
+    plan = invoke("plan", "demo-cuda", "--cuda", "11.8", "--arch", "12.0")
+    assert plan.stderr == out.stderr
+    # 3. the toolkit: the one found is named, and how to use it
+    found = [k["cuda_version"] for k in _toolkits() if k.get("cuda_version")]
+    absent = next(v for v in ("12.6", "12.5", "12.4") if v not in found)
+    out = invoke("build", "demo-cuda", "--cuda", absent, "--arch", "9.0")
+    assert out.returncode != 0
+    if found:
+        assert out.stderr.startswith(f"error[toolchain.cuda-mismatch]: the target asks for CUDA {absent}, which is not installed; found CUDA {found[0]} at ")
+        assert "--cuda auto" in out.stderr and 'cuda = "auto" under [tool.wheelforge]' in out.stderr
+    else:
+        assert out.stderr.startswith("error[toolchain.no-cuda]")
+
+
+def test_farm_status_names_a_build_for_another_cuda(tmp_path):
+    """The wheelhouse holds demo-cuda built with --cuda auto on CUDA 13.0; the farm's target is 12.8."""
+    import json as _json
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from index_support import WheelSpec, add_entry
+
+    wheel = "demo_cuda-0.1.0+cu130.sm120-cp311-cp311-linux_x86_64.whl"
+    entry = add_entry(tmp_path / "wh", WheelSpec(name="demo-cuda", version="0.1.0+cu130.sm120", tag="cp311-cp311-linux_x86_64"))
+    manifest = tmp_path / "wh" / "entries" / entry["key"] / "entry.json"
+    data = _json.loads(manifest.read_text())
+    data["target"].update(cuda="13.0", label="cu130.sm120")
+    manifest.write_text(_json.dumps(data))
+    out = invoke("farm.status", "--recipe", "demo-cuda", "--python", "3.11", "--cuda", "12.8", "--wheelhouse", str(tmp_path / "wh"))
+    assert out.returncode == 0, out.stderr
+    assert f"demo-cuda-0.1.0-cp311-sm120  missing  a cu130 build exists: {wheel}" in out.stdout
+    out = invoke("farm.status", "--recipe", "demo-cuda", "--python", "3.11", "--cuda", "auto", "--wheelhouse", str(tmp_path / "wh"))
+    assert "present" in out.stdout and "1 present, 0 missing" in out.stdout
+
+
+def test_serve_says_where_once_after_it_listens_and_nothing_when_it_cannot(tmp_path):
+    import socket
+    import urllib.request
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from index_support import free_port, make_wheelhouse
+
+    from wheelforge.serving.index import build_index
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = invoke("serve", "--wheelhouse", str(empty), "--port", str(free_port()))
+    assert out.returncode == 2 and out.stderr.startswith("error[index.missing]") and "serving" not in out.stdout + out.stderr
+
+    wh = make_wheelhouse(tmp_path / "wh")
+    build_index(wh)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        out = invoke("serve", "--wheelhouse", str(wh), "--port", str(busy.getsockname()[1]))
+    assert out.returncode == 2 and out.stderr.startswith("error[index.port-busy]") and "serving" not in out.stdout + out.stderr
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "invoke", "serve", "--wheelhouse", str(wh), "--port", str(port)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith(f"serving {wh / 'index'} at http://127.0.0.1:{port}/"), first
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/simple/", timeout=10) as r:  # listening when it said so
+            assert r.status == 200
+    finally:
+        proc.terminate()
+        rest, _ = proc.communicate(timeout=20)
+    assert "serving" not in rest, rest

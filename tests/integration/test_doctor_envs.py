@@ -83,20 +83,10 @@ def setuptools_wheel(root: Path, name: str, version: str, files: dict[str, str],
 
 
 @pytest.fixture(scope="module")
-def demo_wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """demo-cuda built by `invoke build --no-isolation` with the real nvcc, for 9.0 (SASS sm_90) and 9.0+PTX
-    (SASS sm_90 and PTX compute_90)."""
-    if not NVCC.exists():
-        pytest.skip("needs the CUDA toolkit at /usr/local/cuda")
-    root = tmp_path_factory.mktemp("demo")
-    wheels = {}
-    for arch in ("9.0", "9.0+PTX"):
-        wh = root / arch.replace("+", "-")
-        proc = run(sys.executable, "-m", "invoke", "build", "demo-cuda", "--cuda", "13.0", "--arch", arch, "--no-isolation",
-                   "--compiler-cache", "none", "--no-verify", "--wheelhouse", wh)
-        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-        (wheels[arch],) = wh.glob("entries/*/demo_cuda-*.whl")
-    return wheels
+def demo_wheels(demo_cuda) -> dict[str, Path]:
+    """demo-cuda built by `invoke build` with the real nvcc (the session's builds, tests/conftest.py), for 9.0
+    (SASS sm_90) and 9.0+PTX (SASS sm_90 and PTX compute_90)."""
+    return {arch: demo_cuda.wheel(arch) for arch in ("9.0", "9.0+PTX")}
 
 
 @pytest.fixture(scope="module")

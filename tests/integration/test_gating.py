@@ -92,4 +92,5 @@ def test_a_second_build_waits_for_the_first_and_reports_its_outcome(tmp_path, en
     assert first.returncode == 0 and second.returncode == 0, err + second.stderr
     assert "another process is building key" in second.stderr and "waiting for its outcome" in second.stderr
     # not "up to date" before the outcome was known: the first build's verification is what it reports
-    assert "up to date, verified" in second.stdout and "built in" in out
+    assert "up to date -> " in second.stderr + second.stdout and "; verified" in second.stderr + second.stdout
+    assert "demo-cuda: built " in out + err

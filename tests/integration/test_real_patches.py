@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import venv
 from pathlib import Path
 
@@ -27,7 +26,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from patch_support import (  # noqa: E402
     PATCH_DIR,
     REPO,
-    download_sdist,
     extract_sdist,
     git_apply,
     library_copies,
@@ -43,30 +41,6 @@ pytestmark = pytest.mark.integration
 XFORMERS_PATCH = PATCH_DIR / "xformers" / "0001-pin-exact-torch.patch"
 LLAMA_PATCH = PATCH_DIR / "llama-cpp-python" / "0001-install-each-library-once.patch"
 FLASH_ATTN_PATCH = PATCH_DIR / "flash-attn" / "0001-pin-exact-torch.patch"
-
-
-@pytest.fixture(scope="session")
-def sdist_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """WHEELFORGE_CACHE keeps the downloads across sessions; else one download per session."""
-    root = os.environ.get("WHEELFORGE_CACHE")
-    if root:
-        return Path(root) / "test-sdists"
-    return tmp_path_factory.mktemp("sdists")
-
-
-@pytest.fixture(scope="session")
-def xformers_sdist(sdist_cache: Path) -> Path:
-    return download_sdist("xformers", sdist_cache)
-
-
-@pytest.fixture(scope="session")
-def llama_sdist(sdist_cache: Path) -> Path:
-    return download_sdist("llama-cpp-python", sdist_cache)
-
-
-@pytest.fixture(scope="session")
-def flash_attn_sdist(sdist_cache: Path) -> Path:
-    return download_sdist("flash-attn", sdist_cache)
 
 
 # --------------------------------------------------------------------------- series
@@ -208,56 +182,38 @@ def _elf_dynamic(path: Path) -> tuple[str | None, list[str], list[str]]:
     return soname, needed, runpath
 
 
-def _build(root: Path, build_dir: Path, out: Path) -> tuple[Path, float]:
-    """A CPU-only wheel of the llama-cpp-python tree, reusing one CMake build folder."""
-    env = dict(os.environ)
-    env.update({
-        # CPU only: the layout under test does not depend on CUDA.  -O0 because
-        # the test checks packaging, not speed, and it cuts compile time.
-        "CMAKE_ARGS": "-DGGML_CUDA=OFF -DGGML_NATIVE=OFF "
-                      "-DCMAKE_C_FLAGS_RELEASE=-O0 -DCMAKE_CXX_FLAGS_RELEASE=-O0",
-        "CMAKE_BUILD_PARALLEL_LEVEL": "2",
-    })
-    start = time.monotonic()
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-         "-C", f"build-dir={build_dir}", "-w", out, root], cwd=root.parent, env=env)
-    (wheel,) = out.glob("llama_cpp_python-*.whl")
-    return wheel, time.monotonic() - start
+@pytest.mark.slow
+@pytest.mark.timeout(3000)  # whichever runs first builds llama_cpu_wheels (minutes on 2 cores)
+def test_stock_llama_wheel_duplicates_libraries(llama_cpu_wheels) -> None:
+    """The problem the patch fixes: if the stock build stops duplicating, the patch may be obsolete."""
+    copies = library_copies(llama_cpu_wheels.stock)
+    print(f"stock wheel {llama_cpu_wheels.stock.stat().st_size} bytes in {llama_cpu_wheels.stock_seconds:.0f} s: {dict(copies)}")
+    assert max(copies.values()) > 1, "the stock build no longer duplicates libraries; patch may be obsolete"
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(3000)
-def test_llama_patched_wheel_holds_each_library_once_and_loads(llama_sdist: Path, tmp_path: Path) -> None:
-    pytest.importorskip("scikit_build_core")
-    root = extract_sdist(llama_sdist, tmp_path / "src")
-    build_dir = tmp_path / "build"
-    assert not (root / "llama_cpp" / "lib").exists()
-
-    stock, stock_s = _build(root, build_dir, tmp_path / "stock")
-    # The stock build also installed into the source tree; that copy is build
-    # output, not source (the sdist has no llama_cpp/lib), so drop it.
-    for leftover in (root / "llama_cpp" / "lib").glob("*"):
-        leftover.unlink()
-    git_apply(root, LLAMA_PATCH)
-    patched, patched_s = _build(root, build_dir, tmp_path / "patched")
-
-    stock_copies, patched_copies = library_copies(stock), library_copies(patched)
-    print(f"stock wheel {stock.stat().st_size} bytes in {stock_s:.0f} s: {dict(stock_copies)}")
-    print(f"patched wheel {patched.stat().st_size} bytes in {patched_s:.0f} s: {dict(patched_copies)}")
-    assert max(stock_copies.values()) > 1, "the stock build no longer duplicates libraries; patch may be obsolete"
-    assert patched_copies and set(patched_copies.values()) == {1}, f"duplicates remain: {patched_copies}"
+@pytest.mark.timeout(3000)  # whichever runs first builds llama_cpu_wheels (minutes on 2 cores)
+def test_llama_patched_wheel_holds_each_library_once(llama_cpu_wheels) -> None:
+    patched = llama_cpu_wheels.patched
+    copies = library_copies(patched)
+    print(f"patched wheel {patched.stat().st_size} bytes in {llama_cpu_wheels.patched_seconds:.0f} s: {dict(copies)}")
+    assert copies and set(copies.values()) == {1}, f"duplicates remain: {copies}"
     for lib in ("libllama", "libggml", "libggml-base", "libggml-cpu", "libmtmd"):
-        assert patched_copies[lib] == 1
+        assert copies[lib] == 1
     names = [n for n, _ in shared_libraries(patched)]
     assert all(n.startswith("llama_cpp/lib/") and n.endswith(".so") for n in names), names
-    assert patched.stat().st_size < stock.stat().st_size
+    assert patched.stat().st_size < llama_cpu_wheels.stock.stat().st_size
 
-    # Install into a fresh venv and load the libraries from there.
+
+@pytest.mark.slow
+@pytest.mark.timeout(3000)  # whichever runs first builds llama_cpu_wheels (minutes on 2 cores)
+def test_llama_patched_wheel_installs_and_loads(llama_cpu_wheels, tmp_path: Path) -> None:
+    """Installed into a fresh venv, each library finds its neighbours through $ORIGIN, and llama_cpp loads them."""
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
     py = env_dir / "bin" / "python"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LD_LIBRARY_PATH", "LLAMA_CPP_LIB_PATH")}
-    run([py, "-m", "pip", "install", "--quiet", patched], env=env)
+    run([py, "-m", "pip", "install", "--quiet", llama_cpu_wheels.patched], env=env)
     site = Path(run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['platlib'])"], env=env).stdout.strip())
     lib_dir = site / "llama_cpp" / "lib"
     for so in lib_dir.glob("*.so"):

@@ -22,10 +22,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from build_support import build_args  # noqa: E402
-from build_support import child_env as build_env  # noqa: E402
-from index_support import child_env, free_port, wait_http  # noqa: E402
-from index_support import running_server  # noqa: E402
+from index_support import child_env, free_port, running_server, wait_http  # noqa: E402
 
 from wheelforge.binaries.audit import audit_path  # noqa: E402
 from wheelforge.serving.index import build_index  # noqa: E402
@@ -53,14 +50,10 @@ def run(cmd, env, **kw) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def house(tmp_path_factory):
-    if not NVCC.exists():
-        pytest.skip("needs the CUDA toolkit at /usr/local/cuda")
+def house(tmp_path_factory, demo_cuda):
+    """The session's demo-cuda builds for 9.0 and 12.0 (tests/conftest.py), in a wheelhouse of this module's own."""
     root = tmp_path_factory.mktemp("variants")
-    wh = root / "wheelhouse"
-    for arch in ("9.0", "12.0"):
-        out = run(build_args(wh, root / "cache", arch=arch, compiler_cache="none"), build_env())
-        assert out.returncode == 0, out.stdout[-3000:]
+    wh = demo_cuda.copy(root / "wheelhouse", ["9.0", "12.0"])
     result = build_index(wh, variants=True)
     assert result.warnings == [] and result.variant_files == 3, result
     print(run([uv_bin(), "--version"], child_env()).stdout, flush=True)

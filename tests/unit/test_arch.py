@@ -44,7 +44,6 @@ def test_list_separators_sort_and_dedupe(text):
         ("", "arch.empty", "empty"),
         ("banana", "arch.unknown", "'banana'"),
         ("12", "arch.unknown", "'12'"),
-        ("13.7", "arch.unknown", "13.7"),
         ("8.6a", "arch.no-specific", "start at 9.0"),
         ("9.0f", "arch.no-family", "start at 10.0"),
         ("12.0;12.0f", "arch.conflict", "cannot be built together"),
@@ -57,6 +56,48 @@ def test_rejections(text, error_id, fragment):
     assert exc.value.id == error_id
     assert fragment in exc.value.message
     assert exc.value.hint
+
+
+#: `nvcc --list-gpu-arch` of CUDA 13.0.88 (V13.0.88), as printed on the development machine.
+NVCC_13_0 = ("compute_75", "compute_80", "compute_86", "compute_87", "compute_88", "compute_89", "compute_90", "compute_100",
+             "compute_110", "compute_103", "compute_120", "compute_121")
+
+
+@pytest.mark.parametrize("text", ["6.1", "5.2", "5.3", "6.2", "7.2", "8.8", "8.7", "11.0", "13.7"])
+def test_parsing_is_spelling_only(text):
+    """Whether a toolkit builds a capability is the toolkit's to say (check_toolkit_supports), not the parser's."""
+    (arch,) = parse_arch_list(text)
+    assert arch.dotted == text
+
+
+@pytest.mark.parametrize("cc", ["7.5", "8.7", "8.8", "11.0", "12.1", "12.0a", "10.0f"])
+def test_every_capability_nvcc_lists_is_accepted(cc):
+    check_toolkit_supports(parse_arch_list(cc), "13.0", NVCC_13_0)
+
+
+def test_a_capability_nvcc_does_not_list_is_refused_with_its_list():
+    with pytest.raises(ArchError) as exc:
+        check_toolkit_supports(parse_arch_list("13.7"), "13.0", NVCC_13_0)
+    assert exc.value.id == "arch.unknown" and "CUDA 13.0's nvcc lists" in exc.value.message
+    assert "8.8" in exc.value.hint and "12.1" in exc.value.hint
+    with pytest.raises(ArchError) as exc:  # the table knows why: 13.0 dropped Pascal
+        check_toolkit_supports(parse_arch_list("6.1"), "13.0", NVCC_13_0)
+    assert exc.value.id == "arch.toolkit-too-new"
+
+
+@pytest.mark.parametrize(("cc", "cuda", "error_id"), [
+    ("6.1", "12.8", None), ("5.2", "12.8", None), ("5.3", "12.8", None), ("6.2", "12.8", None), ("7.2", "12.8", None),
+    ("8.8", "13.0", None), ("8.8", "12.8", "arch.toolkit-too-old"), ("7.2", "13.0", "arch.toolkit-too-new"),
+    ("10.1", "12.9", None), ("10.1", "13.0", "arch.toolkit-too-new"), ("13.7", "12.8", "arch.unknown"),
+])
+def test_without_a_toolkit_the_table_decides(cc, cuda, error_id):
+    archs = parse_arch_list(cc)
+    if error_id is None:
+        check_toolkit_supports(archs, cuda)
+        return
+    with pytest.raises(ArchError) as exc:
+        check_toolkit_supports(archs, cuda)
+    assert exc.value.id == error_id and exc.value.hint
 
 
 def test_sm120_needs_cuda_12_8():

@@ -91,6 +91,36 @@ def test_multi_arch_target_and_python_independent_wheel(tmp_path):
     assert job.label() == "cu130.sm90.sm120"
 
 
+def test_python_independent_wheel_moves_to_the_first_python_its_dependencies_have(tmp_path, target):
+    """torch has no 3.10 job; a py39-none xformers goes on 3.11 against torch's cp311 job instead of nowhere."""
+    r = {"torch": _recipe(tmp_path, "torch", versions={"2.15.0": ">=3.11"}),
+         "xformers": _recipe(tmp_path, "xformers", deps=["torch"], versions={"0.0.35": ">=3.9"}, wheel_tag="py39-none")}
+    m = farm.build_matrix(r, target, pythons=["3.10", "3.11", "3.12"])
+    x = [j for j in m.jobs if j.recipe == "xformers"]
+    assert [(j.id, j.python, j.needs) for j in x] == [("xformers-0.0.35-any-sm120", "3.11", ("torch-2.15.0-cp311-sm120",))]
+    assert [(e.recipe, e.python) for e in m.excluded] == [("torch", "3.10")]
+    # no Python where torch has a job: excluded, one reason per Python
+    m = farm.build_matrix(r, target, pythons=["3.10"])
+    assert [(e.recipe, e.python, e.reason) for e in m.excluded if e.recipe == "xformers"] == [
+        ("xformers", "3.10", "needs torch, which is excluded for Python 3.10")]
+
+
+def test_bundled_recipes_on_the_workflows_default_pythons_all_have_jobs(tmp_path):
+    """Every bundled recipe is in the matrix the build-wheels workflow computes by default."""
+    import re
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    workflow = (repo / ".github/workflows/build-wheels.yml").read_text()
+    pythons = re.search(r"PYTHONS: \$\{\{ inputs.pythons \|\| '([0-9.,]+)' \}\}", workflow).group(1).split(",")
+    assert tuple(pythons) == farm.DEFAULT_PYTHONS
+    settings = resolve_settings({"arch": "12.0", "cuda": "12.8"}, env={}, pyproject={}, cwd=repo)
+    m = farm.load_matrix(settings, pythons=pythons, env={})
+    bundled = {p.stem for p in (repo / "recipes").glob("*.toml")}
+    assert bundled <= {j.recipe for j in m.jobs}, sorted(bundled - {j.recipe for j in m.jobs})
+    assert m.stages <= 2  # the workflow has build-stage0 and build-stage1
+
+
 def test_bad_inputs_name_the_thing(recipes, target, tmp_path):
     with pytest.raises(FarmError, match="nope"):
         farm.build_matrix(recipes, target, names=["nope"])
@@ -138,6 +168,20 @@ def test_status_from_index_files(recipes, target):
     st = farm.collect_status(m, files=files, index_url="http://127.0.0.1:1/simple/")
     assert [s.state for s in st] == ["present", "missing"]
     assert st[0].where == "http://127.0.0.1:1/simple/demo/"
+
+
+def test_missing_says_when_another_cudas_build_exists(recipes, target):
+    """A runner that built with --cuda auto against 13.0: the cu128 job is missing, and says what the store has."""
+    m = farm.build_matrix(recipes, target, names=["demo"], pythons=["3.11", "3.12"])
+    other = "demo-1.0.0+cu130.sm120-cp311-cp311-linux_x86_64.whl"
+    st = farm.collect_status(m, entries=[_manifest("k1", "demo", "1.0.0", "cp311", "cu130.sm120", other)])
+    assert [(s.state, s.other_cuda) for s in st] == [("missing", other), ("missing", None)]  # 3.12: nothing at all
+    assert st[0].to_json()["other_label"] == "cu130.sm120"
+    assert f"missing  a cu130 build exists: {other}" in farm.render_status(st, "/wh")
+    # the same from a remote index; another arch's build is not "the same wheel for another CUDA"
+    files = {"demo": [other, "demo-1.0.0+cu130.sm90-cp312-cp312-linux_x86_64.whl"]}
+    st = farm.collect_status(m, files=files, index_url="http://127.0.0.1:1/simple/")
+    assert [(s.state, s.other_cuda) for s in st] == [("missing", other), ("missing", None)]
 
 
 def test_status_with_cuda_auto_matches_any_toolkit(recipes, tmp_path):

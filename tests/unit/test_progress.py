@@ -50,8 +50,39 @@ def test_non_terminal_prints_one_line_per_phase() -> None:
     bar.step("demo 1.0", "package", 3, 3)
     bar.finish()
     lines = buf.getvalue().splitlines()
-    assert lines == ["[fetch] demo 1.0", "[compile] demo 1.0", "[package] demo 1.0"]
+    assert lines == ["[1/3 fetch] demo 1.0", "[2/3 compile] demo 1.0", "[3/3 package] demo 1.0"]
 
+
+def test_verbose_shows_commands_and_notes_once() -> None:
+    from rich.console import Console
+
+    buf = io.StringIO()
+    rep = ConsoleReporter(Console(file=buf, force_terminal=False), verbose=True)
+    rep.step("demo 1.0", "compile", 1, 1)
+    rep.log("$ nvcc -c a.cu")
+    rep.note("demo: built x.whl")
+    rep.finish()
+    assert buf.getvalue().splitlines() == ["[1/1 compile] demo 1.0", "$ nvcc -c a.cu", "demo: built x.whl"]
+
+
+def test_terminal_bar_moves_forward_only() -> None:
+    """On a terminal the bar's step text is what each step set, in the plan's order, never an earlier one."""
+    from rich.console import Console
+
+    buf = io.StringIO()
+    rep = ConsoleReporter(Console(file=buf, force_terminal=True, width=120))
+    shown = []
+    for i, name in enumerate(["fetch", "patch", "env", "compile", "store"], 1):
+        rep.step("demo 1.0", name, i, 5)
+        if name == "compile":
+            for done in (1, 2):
+                rep.progress(done, 2)
+        shown.append(rep._bar.tasks[0].fields["step"])
+    rep.finish()
+    assert shown == ["1/5 fetch", "2/5 patch", "3/5 env", "4/5 compile", "5/5 store"]
+
+
+    
 class FakeClock:
     """A monotonic clock the test moves by hand."""
 
@@ -143,4 +174,4 @@ def test_non_terminal_prints_a_line_per_tenth_of_a_long_build() -> None:
     assert len(progress) == 11  # 0/10 .. 10/10
     assert progress[0] == "[compile] flash-attn 2.8.3.post2: 1/73, ETA 12m00s"
     assert progress[-1] == "[compile] flash-attn 2.8.3.post2: 73/73, ETA 0s"
-    assert lines[0] == "[compile] flash-attn 2.8.3.post2" and lines[-1] == "[package] flash-attn 2.8.3.post2"
+    assert lines[0] == "[1/2 compile] flash-attn 2.8.3.post2" and lines[-1] == "[2/2 package] flash-attn 2.8.3.post2"

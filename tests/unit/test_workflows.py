@@ -137,3 +137,12 @@ def test_tests_workflow_runs_ci_script_on_hosted_runner():
     runs = [s.get("run", "") for _, s in _steps(wf)]
     assert any(r.strip() == "bash .ci/run" for r in runs)
     assert (REPO / ".ci" / "run").is_file()
+
+
+def test_workflows_install_python_packages_into_a_venv_only():
+    """Self-hosted runners keep their interpreters between jobs: pip runs for a job's own .venv only."""
+    for name in ("build-wheels.yml", "tests.yml"):
+        for job, step in _steps(_load(name)):
+            for line in step.get("run", "").splitlines():
+                if re.search(r"\bpip install\b", line):
+                    assert ".venv/bin/python -m pip install" in line and "python -m venv .venv" in line.replace("python3", "python"), (name, job, line)

@@ -71,7 +71,7 @@ def resolve_toolchain(settings: Settings, env: Mapping[str, str] | None = None) 
     """The toolkit for the settings' CUDA ("auto" = first found); fails naming what was found."""
     from wheelforge.host.toolchain import resolve
 
-    return resolve(settings.cache, settings.target.cuda, env)
+    return resolve(settings.cache, settings.target.cuda, env, archs=settings.target.archs)
 
 
 def load_recipe(name: str, settings: Settings) -> Recipe:
@@ -243,8 +243,10 @@ def build(recipe_names: Sequence[str], *, version: str | None = None, settings: 
 def _noop(entry: Entry, recipe: Recipe, t0: float, req: Request) -> BuildResult:
     from wheelforge.store.wheelhouse import describe_state
 
+    state = describe_state(entry.manifest)
+    req.reporter.note(f"{recipe.name}: up to date -> {entry.wheel}; {state}")
     return BuildResult(recipe=recipe.name, key=entry.key, wheel=entry.wheel, entry_dir=entry.path, noop=True,
-                       seconds=time.monotonic() - t0, verify=entry.manifest.get("verify"), state=describe_state(entry.manifest))
+                       seconds=time.monotonic() - t0, verify=entry.manifest.get("verify"), state=state)
 
 
 def _settled(entry: Entry, req: Request) -> bool:

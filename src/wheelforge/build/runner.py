@@ -58,6 +58,12 @@ class Attempt:
         self.log.flush()
         self.reporter.log(line)
 
+    def tell(self, line: str) -> None:
+        """A line for the build log and for people, shown once (a note, not also a ``-v`` log line)."""
+        self.log.write(line + "\n")
+        self.log.flush()
+        self.reporter.note(line)
+
     @property
     def env(self) -> dict[str, str]:
         """The plan's environment with ``{work}`` filled in."""

@@ -80,6 +80,7 @@ def run(step: RunStep, a: Attempt) -> None:
     tracker = StepTracker(phase=step.name)
 
     def on_line(line: str) -> None:
+        a.reporter.log(line.rstrip("\n"))  # shown with -v; the build log has it already
         if tracker.feed(line) and tracker.total:
             a.reporter.progress(tracker.done, tracker.total, eta=tracker.eta())
 
@@ -93,8 +94,7 @@ def run(step: RunStep, a: Attempt) -> None:
     if launcher:
         st = compiler_cache.stats(launcher, cache_env, echo=a.say)
         a.cache_line = st.summary() if st else f"compiler cache: {launcher.name}, stats unavailable"
-        a.say(a.cache_line)
-        a.reporter.note(a.cache_line)
+        a.tell(a.cache_line)
 
 
 def _failure(a: Attempt, command: Command, env: Mapping[str, str], rc: int, errors: Sequence[str], tail: Sequence[str]) -> BuildError:
@@ -245,8 +245,7 @@ def store(step: StoreStep, a: Attempt) -> None:
         a.entry = wh.promote(stage, step.key)
     a.wheel = a.entry.wheel
     compile_s = a.phase_seconds.get("compile", 0.0)
-    a.say(f"{plan.recipe}: built {a.entry.wheel} in {seconds:.1f} s (compile {compile_s:.1f} s)")
-    a.reporter.note(f"{plan.recipe}: built {a.entry.wheel.name} in {seconds:.1f} s (compile {compile_s:.1f} s)")
+    a.tell(f"{plan.recipe}: built {a.entry.wheel} in {seconds:.1f} s (compile {compile_s:.1f} s)")
 
 
 def _build_number(filename: str) -> int:

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from wheelforge.model.report import Echo, silent
 from wheelforge.model.settings import Settings, find_pyproject, read_pyproject, resolve_settings
 
 
@@ -98,21 +99,21 @@ def _recipe(settings: Settings, name: str):
     return find_recipe(name, recipe_dirs(settings.recipes_dir))
 
 
-def fetch_recipe(settings: Settings, name: str, *, version: str | None = None, offline: bool = False) -> None:
+def fetch_recipe(settings: Settings, name: str, *, version: str | None = None, offline: bool = False, echo: Echo = silent) -> None:
     from wheelforge.sources.fetch import fetch
 
     recipe = _recipe(settings, name)
     pin = recipe.pin(version)
-    fetched = fetch(recipe.resolve_source(pin), cache_dir=settings.cache, offline=offline, mirrors=settings.mirrors)
+    fetched = fetch(recipe.resolve_source(pin), cache_dir=settings.cache, offline=offline, mirrors=settings.mirrors, echo=echo)
     sys.stdout.write(f"{recipe.name} {pin.version}: {fetched.digest} at {fetched.path}\n")
 
 
-def check_patches(settings: Settings, name: str, *, offline: bool = False) -> None:
+def check_patches(settings: Settings, name: str, *, offline: bool = False, echo: Echo = silent) -> None:
     from wheelforge.model.errors import PatchError
     from wheelforge.sources.patches import check_series
 
     recipe = _recipe(settings, name)
-    results = check_series(recipe, cache_dir=settings.cache, offline=offline, mirrors=settings.mirrors)
+    results = check_series(recipe, cache_dir=settings.cache, offline=offline, mirrors=settings.mirrors, echo=echo)
     for r in results:
         state = "ok" if r.ok else "FAILED"
         names = ", ".join(f for f, _ in r.patches) or "no patches"
@@ -148,7 +149,8 @@ def write_index(settings: Settings, *, print_config: bool = False, base_url: str
     from wheelforge.serving import index
 
     if print_config:
-        sys.stdout.write(index.print_config(base_url, list(pins), source=settings.wheelhouse) + "\n")
+        target = ".".join(f"sm{a.number}" for a in settings.target.archs)  # the label's arch part: the build to pin first
+        sys.stdout.write(index.print_config(base_url, list(pins), source=settings.wheelhouse, prefer_target=target) + "\n")
         return
     result = index.build_index(settings.wheelhouse, rehash=rehash, variants=variants, include_unverified=include_unverified)
     for w in result.warnings:
@@ -217,8 +219,10 @@ def _plan_toolchain(settings: Settings):
 
 def show_plan(settings: Settings, recipes: Sequence[str], *, version: str | None = None, with_pins: Sequence[str] = (),
               source: str | None = None, no_isolation: bool = False, as_json: bool = False, source_name: str | None = None) -> None:
-    from wheelforge.build.pipeline import plan_for
+    from wheelforge.build.pipeline import load_recipe, plan_for
 
+    for name in recipes:  # an unknown recipe first, as build says it
+        load_recipe(name, settings)
     facts, warning = _plan_toolchain(settings)
     plans = [plan_for(name, version=version, settings=settings, toolchain=facts, no_isolation=no_isolation,
                       with_pins=with_pins, source_path=source, source_name=source_name) for name in recipes]
@@ -272,11 +276,11 @@ def build_recipes(settings: Settings, recipes: Sequence[str], *, version: str | 
         if getattr(err, "report", None) is not None:
             verify_table(err.report)
         raise
+    # The library already said "built <wheel> in ..." or "up to date -> <wheel>" as it happened; only the
+    # verify tables are left to draw.
     for r in results:
         if r.verify_report is not None:
             verify_table(r.verify_report)
-        done = "up to date" if r.noop else f"built in {r.seconds:.1f} s"
-        sys.stdout.write(f"{r.recipe}: {done}, {r.state or 'unverified'}: {r.wheel}\n")
 
 
 # --------------------------------------------------------------------------- lock
@@ -306,7 +310,8 @@ def lock_recipes(settings: Settings, recipes: Sequence[str], pythons: Sequence[s
 
 
 def verify_target(settings: Settings, target: str, *, version: str | None = None, allow_arch_mismatch: bool = False,
-                  system_site_packages: bool = False, offline: bool = False, find_links: Sequence[str] = ()) -> None:
+                  system_site_packages: bool = False, offline: bool = False, find_links: Sequence[str] = (),
+                  echo: Echo = silent) -> None:
     """``target`` is a wheel path, an entry folder or a recipe name (its newest wheelhouse entry); a path gets
     the same suite as its recipe (see :func:`wheelforge.verify.suite.choose_suite`)."""
     from wheelforge.cli.render import verify_table
@@ -326,7 +331,7 @@ def verify_target(settings: Settings, target: str, *, version: str | None = None
         runtime_requires, test_module, notes = recipe.runtime_requires, recipe.check_test_module(), []
     report = verify(subject, archs=archs, cuda=cuda, wheelhouse=settings.wheelhouse, runtime_requires=runtime_requires,
                     test_module=test_module, notes=notes, allow_arch_mismatch=allow_arch_mismatch,
-                    system_site_packages=system_site_packages, offline=offline, extra_wheels=list(find_links))
+                    system_site_packages=system_site_packages, offline=offline, extra_wheels=list(find_links), echo=echo)
     verify_table(report)
     report.raise_for_result()
 

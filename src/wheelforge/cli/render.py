@@ -57,6 +57,7 @@ class ConsoleReporter(Reporter):
         self._label, self._step = label, name
         self._started = time.monotonic()
         self._tenth = -1
+        where = f"{index}/{total} {name}"
         if self.live:
             if self._bar is None:
                 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -67,10 +68,10 @@ class ConsoleReporter(Reporter):
                                      MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA {task.fields[eta]}"),
                                      console=self.out, transient=True)
                 self._bar.start()
-                self._task = self._bar.add_task(label, total=None, step=name, eta="-")
-            self._bar.update(self._task, step=f"{index}/{total} {name}", completed=0, total=None, eta="-")
+                self._task = self._bar.add_task(label, total=None, step=where, eta="-")
+            self._bar.update(self._task, step=where, completed=0, total=None, eta="-")
         else:
-            self.out.print(f"[{name}] {label}", markup=False, highlight=False)
+            self.out.print(f"[{where}] {label}", markup=False, highlight=False)
 
     def progress(self, done: int, total: int, *, unit: str = "steps", eta: float | None = None) -> None:
         from wheelforge.build.progress import format_eta

@@ -16,6 +16,7 @@ only says *what* to build and *what is there*.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -31,7 +32,7 @@ from wheelforge.model.errors import FarmError, RecipeError
 from wheelforge.model.graph import dependency_order
 from wheelforge.model.recipe import Recipe, all_recipes, recipe_dirs
 
-#: Python versions the farm builds for when ``--pythons`` is not given.
+#: Python versions the farm builds for when ``--python`` is not given.
 DEFAULT_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
 #: Labels every GPU build runner carries; the arch label (``sm120``) is added per target.
 RUNNER_LABELS = ("self-hosted", "linux", "x64", "gpu")
@@ -108,6 +109,20 @@ def _target_name(archs: Sequence[CudaArch]) -> str:
     return arch_label(tuple(archs))
 
 
+def _blocked(recipe: Recipe, version: str, py: str, by_key: Mapping[tuple[str, str], Job]) -> tuple[str | None, tuple[str, ...]]:
+    """Why ``recipe`` ``version`` cannot be built on Python ``py`` (None: it can), and the job ids it needs there."""
+    pin = recipe.versions[version]
+    if pin.requires_python and not pin.requires_python.contains(py):
+        return f"{recipe.name} {version} supports Python {pin.requires_python}", ()
+    needs: list[str] = []
+    for dep in recipe.build.recipes:
+        dep_job = by_key.get((dep, py)) or by_key.get((dep, "*"))
+        if dep_job is None:
+            return f"needs {dep}, which is excluded for Python {py}", ()
+        needs.append(dep_job.id)
+    return None, tuple(needs)
+
+
 def build_matrix(
     recipes: Mapping[str, Recipe],
     target: Target,
@@ -140,35 +155,29 @@ def build_matrix(
         python_specific = "{python_tag}" in recipe.wheel_tag
         versions = sorted(recipe.versions, key=Version) if all_versions else [recipe.default_version]
         for version in versions:
-            pin = recipe.versions[version]
-            candidates = pys
-            if not python_specific:  # one job: on the first listed Python the release supports
-                candidates = [p for p in pys if not pin.requires_python or pin.requires_python.contains(p)][:1] or pys[:1]
-            for py in candidates:
-                if pin.requires_python and not pin.requires_python.contains(py):
-                    excluded.append(Exclusion(name, version, py, f"{name} {version} supports Python {pin.requires_python}"))
-                    continue
-                needs: list[str] = []
-                missing_dep = None
-                for dep in recipe.build.recipes:
-                    dep_job = by_key.get((dep, py)) or by_key.get((dep, "*"))
-                    if dep_job is None:
-                        missing_dep = dep
-                        break
-                    needs.append(dep_job.id)
-                if missing_dep:
-                    excluded.append(Exclusion(name, version, py, f"needs {missing_dep}, which is excluded for Python {py}"))
+            # A Python-specific wheel gets a job per Python; a Python-independent one (py3-none) one job, on the
+            # first listed Python where its release and every dependency have jobs (torch 2.15 has none on 3.10,
+            # so xformers goes to 3.11 rather than nowhere).
+            refused: list[Exclusion] = []
+            for py in pys:
+                reason, needs = _blocked(recipe, version, py, by_key)
+                if reason is not None:
+                    refused.append(Exclusion(name, version, py, reason))
                     continue
                 tag = f"cp{py.replace('.', '')}"
                 job = Job(
                     id=f"{name}-{version}-{tag if python_specific else 'any'}-{tname}",
                     recipe=name, project=recipe.project, version=version, python=py, python_tag=tag,
                     arch=arch_text, cuda=target.cuda, target=tname, runs_on=runs_on, stage=stage_of[name],
-                    needs=tuple(needs), python_specific=python_specific,
+                    needs=needs, python_specific=python_specific,
                 )
                 jobs.append(job)
                 if version == recipe.default_version:
                     by_key[(name, py if python_specific else "*")] = job
+                if not python_specific:
+                    refused = []  # the one job has a Python: the ones before it are not exclusions
+                    break
+            excluded.extend(refused)
     jobs.sort(key=lambda j: (j.stage, order.index(j.recipe)))  # stable: keeps version/Python order inside a recipe
     return Matrix(jobs=tuple(jobs), excluded=tuple(excluded), added=tuple(added))
 
@@ -180,7 +189,7 @@ def to_github(matrix: Matrix, stage: int | None = None) -> dict[str, list[dict[s
 
 def render_matrix(matrix: Matrix) -> str:
     rows = [("stage", "job", "python", "arch", "cuda", "needs")]
-    rows += [(str(j.stage), j.id, j.python if j.python_specific else "any", j.arch, j.cuda, ", ".join(j.needs) or "-")
+    rows += [(str(j.stage), j.id, j.python if j.python_specific else f"any (on {j.python})", j.arch, j.cuda, ", ".join(j.needs) or "-")
              for j in matrix.jobs]
     lines = _table(rows)
     if matrix.added:
@@ -210,11 +219,24 @@ class JobStatus:
     log: str | None = None  # link (or path) to the failed build's log
     at: str | None = None
     verify: str | None = None  # the entry's verification: "verified (gpu kernels on sm_90, ...)", "unverified", "failed"
+    other_cuda: str | None = None  # a wheel of the same recipe, version, Python and archs for another CUDA
+    other_label: str | None = None  # its local label, "cu130.sm120"
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.job.id, "recipe": self.job.recipe, "version": self.job.version, "python": self.job.python,
                 "target": self.job.target, "state": self.state, "wheel": self.wheel, "where": self.where,
-                "error_id": self.error_id, "message": self.message, "log": self.log, "at": self.at, "verify": self.verify}
+                "error_id": self.error_id, "message": self.message, "log": self.log, "at": self.at,
+                "verify": self.verify, "other_cuda": self.other_cuda, "other_label": self.other_label}
+
+    def detail(self) -> str:
+        """The table's third column: the wheel, the last error, or what the store holds instead."""
+        if self.state == "present":
+            return (f"{self.wheel} ({self.verify})" if self.verify else self.wheel) if self.wheel else "-"
+        text = f"[{self.error_id}] {self.message}" if self.state == "failed" else "-"
+        if self.other_cuda:
+            cu = (self.other_label or "").split(".", 1)[0] or "another CUDA's"
+            text = ("" if text == "-" else text + "; ") + f"a {cu} build exists: {self.other_cuda}"
+        return text
 
 
 def _label_matches(job: Job, label: str | None) -> bool:
@@ -227,14 +249,26 @@ def _label_matches(job: Job, label: str | None) -> bool:
     return label.split(".", 1)[-1] == job.target  # CUDA "auto": any toolkit, same archs
 
 
-def _entry_matches(job: Job, manifest: Mapping[str, Any]) -> bool:
+def _other_cuda(job: Job, label: str | None) -> bool:
+    """The same archs built for another CUDA (``cu130.sm120`` for a ``cu128.sm120`` job)."""
+    return label is not None and job.label() is not None and label != job.label() and label.split(".", 1)[-1] == job.target
+
+
+def _wheel_label(filename: str) -> str | None:
+    try:
+        return parse_wheel_filename(filename)[1].local
+    except InvalidWheelFilename:
+        return None
+
+
+def _entry_matches(job: Job, manifest: Mapping[str, Any], label_test=_label_matches) -> bool:
     target = manifest.get("target") or {}
     return (manifest.get("recipe") == job.recipe and manifest.get("version") == job.version
             and (not job.python_specific or target.get("python") == job.python_tag)
-            and _label_matches(job, target.get("label")))
+            and label_test(job, target.get("label")))
 
 
-def _file_matches(job: Job, filename: str) -> bool:
+def _file_matches(job: Job, filename: str, label_test=_label_matches) -> bool:
     try:
         name, version, _, tags = parse_wheel_filename(filename)
     except InvalidWheelFilename:
@@ -243,7 +277,7 @@ def _file_matches(job: Job, filename: str) -> bool:
         return False
     if job.python_specific and not any(t.interpreter == job.python_tag for t in tags):
         return False
-    return _label_matches(job, version.local)
+    return label_test(job, version.local)
 
 
 def _failure_matches(job: Job, failure: Mapping[str, Any]) -> bool:
@@ -296,6 +330,16 @@ def collect_status(
                                   log=log or None, at=failure.get("at"))
             else:
                 found = JobStatus(job, "missing")
+            # A runner that built with --cuda auto against another toolkit stored a wheel this job does not
+            # count: say so, or "missing" reads as "never built".
+            if files is not None:
+                other = next(((fn, _wheel_label(fn)) for fn in files.get(canonicalize_name(job.project), ())
+                              if _file_matches(job, fn, _other_cuda)), None)
+            else:
+                other = next(((str(m.get("wheel")), (m.get("target") or {}).get("label")) for m in entries
+                              if _entry_matches(job, m, _other_cuda)), None)
+            if other:
+                found = dataclasses.replace(found, other_cuda=other[0], other_label=other[1])
         out.append(found)
     return out
 
@@ -310,9 +354,7 @@ def summarize(statuses: Sequence[JobStatus]) -> dict[str, int]:
 def render_status(statuses: Sequence[JobStatus], store: str) -> str:
     rows = [("job", "state", "wheel / last error", "log")]
     for s in statuses:
-        detail = (f"{s.wheel} ({s.verify})" if s.verify else s.wheel) if s.state == "present" else (
-            f"[{s.error_id}] {s.message}" if s.state == "failed" else "-")
-        rows.append((s.job.id, s.state, detail or "-", s.log or "-"))
+        rows.append((s.job.id, s.state, s.detail() or "-", s.log or "-"))
     lines = [f"store: {store}", *_table(rows)]
     c = summarize(statuses)
     lines.append(f"{c['present']} present, {c['missing']} missing, {c['failed']} failed of {len(statuses)} jobs")

@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 from packaging.version import Version
 
+from wheelforge.model.arch import CudaArch, check_toolkit_supports
 from wheelforge.model.errors import ToolchainError
 from wheelforge.model.facts import KNOWN_GCC_LIMITS, Gpu, Tool, ToolchainFacts
 from wheelforge.host.process import output_of
@@ -147,7 +148,7 @@ def driver_cuda_version() -> str | None:
 
 
 def select(all_facts: list[ToolchainFacts], requested: str) -> ToolchainFacts:
-    """Pick the toolkit for ``requested`` ("12.8" or "auto"); fail naming both versions and the fixes."""
+    """Pick the toolkit for ``requested`` ("12.8" or "auto"); fail naming what was found and how to use it."""
     with_cuda = [f for f in all_facts if f.cuda_version]
     if requested == "auto":
         if not with_cuda:
@@ -156,16 +157,29 @@ def select(all_facts: list[ToolchainFacts], requested: str) -> ToolchainFacts:
                 "install a CUDA toolkit (12.8 for the default target) and set CUDA_HOME",
             )
         return with_cuda[0]
-    for f in with_cuda:
-        if Version(f.cuda_version).release[:2] == Version(requested).release[:2]:
-            return f
-    found = ", ".join(f"CUDA {f.cuda_version} at {f.cuda_home}" for f in with_cuda) or "no CUDA toolkit"
-    alt = with_cuda[0].cuda_version if with_cuda else "X"
+    match = matching(all_facts, requested)
+    if match is not None:
+        return match
+    if not with_cuda:
+        raise ToolchainError(
+            "toolchain.no-cuda", f"the target asks for CUDA {requested} but no CUDA toolkit was found (looked in CUDA_HOME, CUDA_PATH, PATH and /usr/local/cuda*)",
+            f"install CUDA {requested} and set CUDA_HOME to it",
+        )
+    found = ", ".join(f"CUDA {f.cuda_version} at {f.cuda_home}" for f in with_cuda)
     raise ToolchainError(
         "toolchain.cuda-mismatch",
-        f"the target asks for CUDA {requested} but found {found}",
-        f"install CUDA {requested} and point CUDA_HOME at it, or build for the toolkit you have with --cuda {alt} (or --cuda auto)",
+        f"the target asks for CUDA {requested}, which is not installed; found {found}",
+        f"to build for CUDA {with_cuda[0].cuda_version} instead, pass --cuda auto (or --cuda {with_cuda[0].cuda_version}), "
+        f'or set cuda = "auto" under [tool.wheelforge] in pyproject.toml; for {requested} itself, install it and set CUDA_HOME',
     )
+
+
+def matching(all_facts: list[ToolchainFacts], requested: str) -> ToolchainFacts | None:
+    """The toolkit of CUDA ``requested`` (major.minor) among those found, or None."""
+    for f in all_facts:
+        if f.cuda_version and Version(f.cuda_version).release[:2] == Version(requested).release[:2]:
+            return f
+    return None
 
 
 def check_host_compiler(facts: ToolchainFacts) -> None:
@@ -217,8 +231,16 @@ def detect_cached(cache_dir: Path, env: Mapping[str, str] | None = None, *, refr
     return found
 
 
-def resolve(cache_dir: Path, requested: str, env: Mapping[str, str] | None = None) -> ToolchainFacts:
-    """The toolkit for ``requested`` ("auto" = first found), host compiler checked; fails naming what was found."""
-    facts = select(detect_cached(cache_dir, env), requested)
+def resolve(cache_dir: Path, requested: str, env: Mapping[str, str] | None = None, archs: tuple[CudaArch, ...] = ()) -> ToolchainFacts:
+    """The toolkit for ``requested`` ("auto" = first found), host compiler checked; fails naming what was found.
+
+    ``archs`` are checked against the requested CUDA first (its nvcc's list when that toolkit is here, else
+    the table): ``--cuda 11.8 --arch 12.0`` is an arch that CUDA cannot build, whether or not 11.8 is installed.
+    """
+    found = detect_cached(cache_dir, env)
+    if archs and requested != "auto":
+        match = matching(found, requested)
+        check_toolkit_supports(archs, requested, match.nvcc_archs if match else ())
+    facts = select(found, requested)
     check_host_compiler(facts)
     return facts

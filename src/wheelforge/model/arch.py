@@ -22,18 +22,26 @@ _ARCH = re.compile(
     re.IGNORECASE | re.VERBOSE,
 )
 
-#: The first CUDA release that can build SASS for each compute capability major.minor.
-#: Source: NVIDIA CUDA toolkit release notes (sm_100/sm_120 arrived in 12.8; sm_103/sm_121 in 12.9; sm_110 in 13.0).
+#: The first CUDA release that can build SASS for each compute capability, for when no nvcc can be
+#: asked (``plan --cuda 12.8`` on a machine without 12.8).  With a toolkit, what its
+#: ``nvcc --list-gpu-arch`` lists decides (:func:`check_toolkit_supports`).
+#: Sources: NVIDIA's CUDA toolkit release notes (sm_100/sm_120 arrived in 12.8; sm_103/sm_121 in 12.9;
+#: sm_110 in 13.0) and CMake 4.4's Modules/Internal/CMakeCUDAArchitecturesAll.cmake (the pip "cmake" 4.4.5
+#: wheel): 52/53 in its CUDA 7.0 base set, 61/62 from 8.0, 72 from 9.0, 87 from 11.4, 89/90 from 11.8,
+#: 101 in 12.8-12.9 only, 88 and 110 first in its CUDA 13.0 set.  nvcc 13.0.88 here lists compute_75 80 86
+#: 87 88 89 90 100 110 103 120 121.  Capabilities per GPU: NVIDIA's "CUDA GPU Compute Capability" table.
 _MIN_CUDA = {
-    (5, 0): "6.0", (6, 0): "8.0", (7, 0): "9.0", (7, 5): "10.0", (8, 0): "11.0", (8, 6): "11.1",
-    (8, 7): "11.4", (8, 9): "11.8", (9, 0): "11.8", (10, 0): "12.8", (10, 1): "12.8", (10, 3): "12.9",
+    (5, 0): "6.0", (5, 2): "7.0", (5, 3): "7.0", (6, 0): "8.0", (6, 1): "8.0", (6, 2): "8.0",
+    (7, 0): "9.0", (7, 2): "9.0", (7, 5): "10.0", (8, 0): "11.0", (8, 6): "11.1", (8, 7): "11.4",
+    (8, 8): "13.0", (8, 9): "11.8", (9, 0): "11.8", (10, 0): "12.8", (10, 1): "12.8", (10, 3): "12.9",
     (11, 0): "13.0", (12, 0): "12.8", (12, 1): "12.9",
 }
 #: Arch-specific ("a") targets exist from sm_90a (CUDA 12.0); family ("f") targets from CUDA 12.9 for CC >= 10.0.
 _MIN_CUDA_A = "12.0"
 _MIN_CUDA_F = "12.9"
-#: CUDA 13.0 dropped SASS for Maxwell, Pascal and Volta (sm_50 .. sm_72).
-_MAX_CUDA_MAJOR_FOR_OLD = {(5,): 12, (6,): 12, (7, 0): 12, (7, 2): 12}
+#: The last CUDA major that builds these: 13.0 dropped Maxwell, Pascal and Volta (sm_50 .. sm_72) and
+#: renamed sm_101 to sm_110 (CMake's CUDA 13.0 set starts at 75 and has no 101).
+_MAX_CUDA_MAJOR_FOR_OLD = {(5,): 12, (6,): 12, (7, 0): 12, (7, 2): 12, (10, 1): 12}
 
 
 @dataclass(frozen=True, order=True)
@@ -74,13 +82,12 @@ def parse_arch(text: str) -> CudaArch:
         major, minor = int(num[:-1]), int(num[-1])
     else:
         major, minor = int(m["major"]), int(m["minor"])
+    if major < 3:  # "12" reads as 1.2 (Tesla, built by no CUDA of the last decade): surely a typo of 12.0
+        raise ArchError("arch.unknown", f"{text!r} reads as compute capability {major}.{minor}, which no current CUDA builds",
+                        "write major.minor (12.0) or the digits of both (120; 86 is 8.6)")
     arch = CudaArch(major, minor, m["suffix"].lower(), bool(m["ptx"]))
-    if (major, minor) not in _MIN_CUDA:
-        raise ArchError(
-            "arch.unknown",
-            f"{text!r} is not a known compute capability ({major}.{minor})",
-            "known: " + ", ".join(f"{a}.{b}" for a, b in sorted(_MIN_CUDA)),
-        )
+    # Whether a toolkit knows this capability is checked against that toolkit (check_toolkit_supports):
+    # a new nvcc lists capabilities no table here has yet.
     if arch.suffix == "a" and major < 9:
         raise ArchError("arch.no-specific", f"{text!r}: arch-specific 'a' targets start at 9.0", "drop the 'a' suffix")
     if arch.suffix == "f" and major < 10:
@@ -106,28 +113,67 @@ def parse_arch_list(text: str | None) -> tuple[CudaArch, ...]:
     return tuple(archs)
 
 
-def check_toolkit_supports(archs: tuple[CudaArch, ...], cuda_version: str) -> None:
-    """Raise when the CUDA toolkit cannot emit code for an arch."""
+def known_capabilities() -> list[str]:
+    """The table's capabilities, ``5.0`` ... ``12.1``: what can be checked without a toolkit."""
+    return [f"{a}.{b}" for a, b in sorted(_MIN_CUDA)]
+
+
+def listed_capabilities(nvcc_archs: tuple[str, ...] | list[str]) -> list[str]:
+    """``compute_120`` ... from ``nvcc --list-gpu-arch`` as ``12.0`` ..., in nvcc's order."""
+    return [f"{n[:-1]}.{n[-1]}" for n in (a.removeprefix("compute_") for a in nvcc_archs if a.startswith("compute_")) if n.isdigit()]
+
+
+def check_toolkit_supports(archs: tuple[CudaArch, ...], cuda_version: str, nvcc_archs: tuple[str, ...] | list[str] = ()) -> None:
+    """Raise when CUDA ``cuda_version`` cannot emit code for an arch.
+
+    ``nvcc_archs`` is that toolkit's ``nvcc --list-gpu-arch`` (:class:`~wheelforge.model.facts.ToolchainFacts`):
+    every capability it lists is accepted.  Without it (the toolkit is not installed here) the table decides.
+    """
     cuda = Version(cuda_version)
+    listed = listed_capabilities(nvcc_archs)
     for a in archs:
-        need = Version(_MIN_CUDA[(a.major, a.minor)])
-        if a.suffix == "a":
-            need = max(need, Version(_MIN_CUDA_A))
-        if a.suffix == "f":
-            need = max(need, Version(_MIN_CUDA_F))
-        if cuda < need:
+        cc = f"{a.major}.{a.minor}"
+        if not listed or cc not in listed:
+            _refuse(a, cuda_version, listed)
+        need = Version(_MIN_CUDA_A) if a.suffix == "a" else Version(_MIN_CUDA_F) if a.suffix == "f" else None
+        if need is not None and cuda < need:
             raise ArchError(
                 "arch.toolkit-too-old",
                 f"sm_{a.number} needs CUDA >= {need}, but the toolkit is CUDA {cuda_version}",
                 f"install CUDA >= {need} or drop {a.dotted} from --arch",
             )
-        old_cap = next((v for k, v in _MAX_CUDA_MAJOR_FOR_OLD.items() if (a.major, a.minor)[: len(k)] == k), None)
-        if old_cap is not None and cuda.major > old_cap:
-            raise ArchError(
-                "arch.toolkit-too-new",
-                f"CUDA {cuda_version} cannot build sm_{a.number} (removed in CUDA {old_cap + 1}.0)",
-                f"use CUDA {old_cap}.x for {a.dotted} or drop it from --arch",
-            )
+
+
+def _refuse(a: CudaArch, cuda_version: str, listed: list[str]) -> None:
+    """Why CUDA ``cuda_version`` cannot build ``a``, from the table; nothing when the table says it can
+    and no nvcc list says otherwise."""
+    cuda = Version(cuda_version)
+    first = _MIN_CUDA.get((a.major, a.minor))
+    if first is not None and cuda < Version(first):
+        raise ArchError(
+            "arch.toolkit-too-old",
+            f"sm_{a.number} needs CUDA >= {first}, but the toolkit is CUDA {cuda_version}",
+            f"install CUDA >= {first} or drop {a.dotted} from --arch",
+        )
+    old_cap = next((v for k, v in _MAX_CUDA_MAJOR_FOR_OLD.items() if (a.major, a.minor)[: len(k)] == k), None)
+    if old_cap is not None and cuda.major > old_cap:
+        raise ArchError(
+            "arch.toolkit-too-new",
+            f"CUDA {cuda_version} cannot build sm_{a.number} (removed in CUDA {old_cap + 1}.0)",
+            f"use CUDA {old_cap}.x for {a.dotted} or drop it from --arch",
+        )
+    if listed:
+        raise ArchError(
+            "arch.unknown",
+            f"{a.dotted!r} is not a compute capability CUDA {cuda_version}'s nvcc lists",
+            f"nvcc --list-gpu-arch lists: {', '.join(listed)}",
+        )
+    if first is None:
+        raise ArchError(
+            "arch.unknown",
+            f"{a.dotted!r} is not a known compute capability ({a.major}.{a.minor}), and no CUDA {cuda_version} toolkit is here to ask",
+            "known: " + ", ".join(known_capabilities()) + "; with the toolkit installed, whatever its nvcc --list-gpu-arch lists",
+        )
 
 
 def torch_cuda_arch_list(archs: tuple[CudaArch, ...]) -> str:

@@ -69,7 +69,7 @@ def _check_inputs(recipe: Recipe, version: str, target: Target, toolchain: Toolc
     cuda = toolchain.cuda_version
     if target.cuda not in ("auto", cuda) and Version(target.cuda).release[:2] != Version(cuda).release[:2]:
         raise PlanError("plan.cuda-mismatch", f"target CUDA {target.cuda} but toolchain facts are for CUDA {cuda}", "pass matching --cuda")
-    check_toolkit_supports(target.archs, cuda)
+    check_toolkit_supports(target.archs, cuda, toolchain.nvcc_archs)
     unsupported = recipe.unsupported_archs(target.archs)
     if unsupported:
         # e.g. flash-attn's setup.py emits -gencode only for 80, 90, 100, 120 and silently skips the rest

@@ -514,10 +514,11 @@ def _nvidia_versions(r: _Reader) -> dict[str, dict[str, str]]:
 
 def _archs(r: _Reader, key: str) -> list[str]:
     """A list of arch spellings, each in the canonical form ``str(parse_arch(x))`` (``12.0``, ``9.0a``, ``8.0+PTX``)."""
-    from wheelforge.model.arch import parse_arch
+    from wheelforge.model.arch import known_capabilities, parse_arch
     from wheelforge.model.errors import ArchError
 
     out = []
+    known = known_capabilities()
     for item in r.get(key, list, [], what="a list of CUDA archs"):
         if not isinstance(item, str):
             raise r.fail(key, f"{item!r} is not an arch string")
@@ -525,6 +526,10 @@ def _archs(r: _Reader, key: str) -> list[str]:
             canonical = str(parse_arch(item))
         except ArchError as exc:
             raise r.fail(key, exc.message, "write archs as 9.0, 12.0, 12.0a or 12.0+PTX") from None
+        arch = parse_arch(item)
+        if f"{arch.major}.{arch.minor}" not in known:
+            # a recipe is data for every machine: it names capabilities that exist, whatever nvcc is here
+            raise r.fail(key, f"{item!r} is not a known compute capability", "known: " + ", ".join(known))
         if canonical != item:
             raise r.fail(key, f"write {item!r} as {canonical!r}", "the list is compared with the target's archs as --arch prints them")
         out.append(item)

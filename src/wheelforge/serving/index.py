@@ -41,12 +41,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 from urllib.parse import quote
 
 from filelock import FileLock
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import Version
 
 from wheelforge.host.digest import sha256_file
 from wheelforge.model.errors import IndexError_
@@ -653,35 +655,113 @@ def _wheel_version(filename: str) -> str | None:
         return None
 
 
-def print_config(base_url: str, pins: list[str] | tuple[str, ...], source: str | os.PathLike | None = None) -> str:
+def held_pins(source: str | os.PathLike, prefer_target: str | None = None) -> tuple[list[tuple[str, str]], list[str]]:
+    """One exact pin per project the index at ``source`` serves, and the other pins it could have been.
+
+    A project with several builds is pinned to the one for ``prefer_target`` (the label's arch part,
+    ``sm120``, from the settings' ``--arch``), else the newest upload; yanked files and PEP 825 variant
+    twins (which pip cannot install by name) are left out.
+    """
+    root = _index_dir(source)
+    projects = json.loads((root / "simple" / "index.json").read_text(encoding="utf-8"))["projects"]
+    pins: list[tuple[str, str]] = []
+    others: list[str] = []
+    for project in sorted(canonicalize_name(p["name"]) for p in projects):
+        page = root / "simple" / project / "index.json"
+        if not page.is_file():
+            continue
+        newest: dict[str, str] = {}  # version -> newest upload time of its wheels
+        for f in json.loads(page.read_text(encoding="utf-8"))["files"]:
+            version = _wheel_version(f["filename"]) if f["filename"].endswith(".whl") and f.get("yanked") is False else None
+            if version is not None:
+                newest[version] = max(newest.get(version, ""), str(f.get("upload-time", "")))
+        if not newest:
+            continue
+
+        # the build for the configured archs first, then the newest upload
+        ranked = sorted(newest, key=lambda v, up=newest: ((Version(v).local or "").split(".", 1)[-1] == prefer_target, up[v]),
+                        reverse=True)
+        pins.append((project, ranked[0]))
+        others += [f"{project}=={v}" for v in ranked[1:]]
+    return pins, others
+
+
+def _lowest_python(source: str | os.PathLike, pins: Sequence[tuple[str, str]]) -> str:
+    """``>=3.11``: the lowest Python every pinned release has a wheel for (cpXY tags, else Requires-Python)."""
+    root = _index_dir(source)
+    floor = (3, 8)
+    for project, version in pins:
+        page = root / "simple" / project / "index.json"
+        lows = []
+        for f in json.loads(page.read_text(encoding="utf-8"))["files"] if page.is_file() else []:
+            if not f["filename"].endswith(".whl") or _wheel_version(f["filename"]) != version:
+                continue
+            tags = parse_wheel_filename(f["filename"])[3]
+            cp = sorted((int(t.interpreter[2]), int(t.interpreter[3:])) for t in tags
+                        if t.interpreter.startswith("cp") and t.interpreter[2:].isdigit() and t.abi != "abi3")
+            if cp:
+                lows.append(cp[0])
+                continue
+            spec = next((sp for sp in SpecifierSet(f.get("requires-python") or "") if sp.operator == ">="), None)
+            lows.append(Version(spec.version).release[:2] if spec else floor)
+        if lows:
+            floor = max(floor, min(lows))
+    return ">=" + ".".join(map(str, floor))
+
+
+def print_config(base_url: str, pins: list[str] | tuple[str, ...], source: str | os.PathLike | None = None,
+                 prefer_target: str | None = None) -> str:
     """Client recipes for the index at ``base_url`` (the server root; pages live under ``simple/``).
 
-    With ``source`` (wheelhouse or index folder) the ``--require-hashes`` file is
-    generated from the index too.
+    Pins are ``pins`` when given, else one per project the index at ``source`` (wheelhouse or index
+    folder) holds.  Three sections, each usable as printed: the pip command, a ``--require-hashes``
+    requirements file (with ``source``), and a pyproject.toml uv can lock and sync on its own
+    (tests/integration/test_print_config.py runs all three against a served index).
     """
     parsed = _parse_pins(pins)
+    others: list[str] = []
+    if not parsed:
+        if source is None:
+            raise IndexError_("index.no-pins", "no pins given and no wheelhouse to read them from", "pass --pin NAME==VERSION")
+        parsed, others = held_pins(source, prefer_target)
+        if not parsed:
+            raise IndexError_("index.empty", f"{_index_dir(source)}: the index holds no installable wheel",
+                              "build one (invoke build demo-cuda), then run `invoke index`")
     simple = base_url.rstrip("/") + "/simple/"
-    pin_args = " ".join(f"'{p}=={v}'" for p, v in parsed) or "'<project>==<version>+<label>'"
+    requirements = [f"{p}=={v}" for p, v in parsed]
     out = [
-        "# pip: our index ONLY, exact pins.",
+        "# == pip: our index ONLY, exact pins ==",
         "# Never use --extra-index-url: pip merges all indexes and takes the highest version,",
         "# so anyone who publishes the same name on PyPI with a higher version wins (dependency confusion).",
         "# Dependencies that are not in this index must be pinned from their own index in a separate step.",
-        f"pip install --index-url {simple} {pin_args}",
+        f"pip install --index-url {simple} " + " ".join(f"'{r}'" for r in requirements),
+    ]
+    if others:
+        out.append("# also in the index: " + ", ".join(others))
+    if source is not None:
+        out += ["", "# == requirements-hashes.txt: pip refuses any file whose sha256 differs ==",
+                f"#   pip install --require-hashes --index-url {simple} -r requirements-hashes.txt",
+                *(line for line in require_hashes(source, requirements).splitlines() if not line.startswith("#"))]
+    python = _lowest_python(source, parsed) if source is not None else ">=3.10"
+    out += [
         "",
-        "# uv: in pyproject.toml. explicit = true means the index is used ONLY for the packages",
-        "# routed to it in [tool.uv.sources]; everything else still comes from the default index.",
+        "# == pyproject.toml for uv (uv lock, uv sync): a project of its own; add yours to [project] ==",
+        "# explicit = true: the index is used ONLY for the packages routed to it in [tool.uv.sources];",
+        "# everything else still comes from the default index, and a routed name it lacks is an error.",
+        "[project]",
+        'name = "my-app"',
+        'version = "0.1.0"',
+        f'requires-python = "{python}"',
+        "dependencies = [",
+        *(f'    "{r}",' for r in requirements),
+        "]",
+        "",
         "[[tool.uv.index]]",
         'name = "wheelforge"',
         f'url = "{simple}"',
         "explicit = true",
         "",
         "[tool.uv.sources]",
+        *(f'{p} = {{ index = "wheelforge" }}' for p, _ in parsed),
     ]
-    out += [f'{p} = {{ index = "wheelforge" }}' for p, _ in parsed] or ['# <project> = { index = "wheelforge" }']
-    out += ["", "[project]", "dependencies = ["]
-    out += [f'  "{p}=={v}",' for p, v in parsed]
-    out += ["]", ""]
-    if source is not None and parsed:
-        out += ["# requirements-hashes.txt: pip refuses any file whose sha256 differs", require_hashes(source, pins)]
     return "\n".join(out)

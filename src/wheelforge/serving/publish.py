@@ -95,10 +95,10 @@ def remote_filenames(simple_url: str, project: str, auth: tuple[str, str] | None
         return IndexClient(simple_url, auth=auth, timeout=timeout).filenames(project)
     except IndexClientError as exc:
         hints = {"index-client.auth": "set TWINE_USERNAME/TWINE_PASSWORD (or WHEELFORGE_INDEX_USER/_PASSWORD) or store them in keyring",
-                 "index-client.unreachable": "check --repository-url / --simple-url and that the index is up"}
+                 "index-client.unreachable": "check --repository-url / --index-url and that the index is up"}
         raise exc.as_(PublishError, {"index-client.auth": "publish.auth", "index-client.unreachable": "publish.unreachable",
                                      "*": "publish.check-failed"},
-                      hints.get(exc.id, "pass --simple-url pointing at the index's simple API")) from None
+                      hints.get(exc.id, "pass --index-url pointing at the index's simple API")) from None
 
 
 def _run_twine(wheel: Path, repository_url: str, env: dict[str, str], echo: Echo) -> None:

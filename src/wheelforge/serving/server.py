@@ -338,5 +338,28 @@ def serve(wheelhouse: str | os.PathLike, host: str = "127.0.0.1", port: int = 80
         log_access=False,
     )
     if on_ready is not None:
-        server.on_startup(lambda: on_ready(f"http://{host}:{port}/"))
+        # Granian 2.8 on Linux calls startup hooks before its workers bind the port (each worker binds with
+        # SO_REUSEPORT), so the hook itself is too early: it only starts a watch for the first accepted connection.
+        server.on_startup(lambda: _when_listening(host, port, lambda: on_ready(f"http://{host}:{port}/")))
     server.serve()
+
+
+def _when_listening(host: str, port: int, then: Callable[[], None], timeout: float = 60.0) -> None:
+    """Call ``then`` once, from a thread, as soon as ``host:port`` accepts a connection (never if it does not)."""
+    import threading
+
+    probe = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+
+    def watch() -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection((probe, port), timeout=1.0):
+                    break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            return
+        then()
+
+    threading.Thread(target=watch, name="wheelforge-serve-ready", daemon=True).start()
