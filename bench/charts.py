@@ -10,8 +10,9 @@ Rows feed them through ``extra``: ``package`` with ``seconds_cold`` / ``seconds_
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 KINDS = (("seconds_cold", "cold"), ("seconds_warm", "warm cache"), ("seconds_noop", "no-op"))
 
@@ -79,7 +80,7 @@ def make_charts(rows: Sequence[Mapping[str, Any]], img_dir: Path, *, rel_to: Pat
             xs = [j + i * width for j in range(len(times))]
             ys = [times[p].get(kind, 0.0) for p in times]
             bars = ax.bar(xs, ys, width, label=kind)
-            for b, y in zip(bars, ys):
+            for b, y in zip(bars, ys, strict=True):
                 if y:
                     ax.annotate(f"{y:.2g} s", (b.get_x() + b.get_width() / 2, y), ha="center", va="bottom", fontsize=7)
         ax.set_xticks([j + width for j in range(len(times))], list(times), fontsize=8)

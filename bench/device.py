@@ -46,10 +46,11 @@ import tempfile
 import threading
 import time
 import zipfile
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 REPO = Path.cwd()
 PACKAGES = {
@@ -200,7 +201,7 @@ def rows_from_records(records: Sequence[Mapping[str, Any]], machine: Mapping[str
             if manual:
                 man_s = _median([r["wall"] for r in manual])
                 rows.append(_row("2", f"cold build overhead, {label}", (wf_s - man_s) / man_s * 100, "%", {"op": "<", "value": 3.0},
-                                 samples=[(w["wall"] - m["wall"]) / m["wall"] * 100 for w, m in zip(recs, manual)],
+                                 samples=[(w["wall"] - m["wall"]) / m["wall"] * 100 for w, m in zip(recs, manual, strict=True)],
                                  baseline={"name": f"manual ({manual[0]['variant']})", "value": man_s, "unit": "s",
                                            "samples": [m["wall"] for m in manual]},
                                  extra={"package": PACKAGES[pkg]["recipe"], "archs": list(archs), "seconds_cold": wf_s,

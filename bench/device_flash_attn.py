@@ -41,9 +41,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import device as dev  # noqa: E402  bench/device.py: Runner (PATH, .device tools, timing), rows, wheel inspection
@@ -123,7 +124,7 @@ class Sampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "Sampler":
+    def __enter__(self) -> Sampler:
         self.csv.parent.mkdir(parents=True, exist_ok=True)
         if not self.csv.exists():
             self.csv.write_text("step,step_elapsed_s,used_gib,cgroup_gib,ninja_done,ninja_total\n")
@@ -171,7 +172,7 @@ class MemoryCgroup:
         self.version = 0
         self.why = ""
 
-    def __enter__(self) -> "MemoryCgroup":
+    def __enter__(self) -> MemoryCgroup:
         root = Path("/sys/fs/cgroup")
         tries = []
         if (root / "cgroup.controllers").exists():

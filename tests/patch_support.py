@@ -8,14 +8,15 @@ environment passed explicitly.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shlex
 import subprocess
 import tarfile
 import zipfile
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import requests
 
@@ -124,3 +125,21 @@ def shared_libraries(wheel: Path) -> list[tuple[str, int]]:
 def library_copies(wheel: Path) -> Counter[str]:
     """How many copies of each library a wheel holds, keyed by ``libX`` (path and .so.N stripped)."""
     return Counter(name.rsplit("/", 1)[-1].split(".so", 1)[0] for name, _ in shared_libraries(wheel))
+
+
+def elf_dynamic(data: bytes) -> tuple[str | None, list[str], list[str]]:
+    """SONAME, NEEDED and RUNPATH/RPATH entries of a shared library's bytes, read apart from the code under test."""
+    from elftools.elf.dynamic import DynamicSection
+    from elftools.elf.elffile import ELFFile
+
+    soname, needed, runpath = None, [], []
+    for section in ELFFile(io.BytesIO(data)).iter_sections():
+        if isinstance(section, DynamicSection):
+            for tag in section.iter_tags():
+                if tag.entry.d_tag == "DT_SONAME":
+                    soname = tag.soname
+                elif tag.entry.d_tag == "DT_NEEDED":
+                    needed.append(tag.needed)
+                elif tag.entry.d_tag in ("DT_RUNPATH", "DT_RPATH"):
+                    runpath += (tag.runpath if tag.entry.d_tag == "DT_RUNPATH" else tag.rpath).split(":")
+    return soname, needed, runpath

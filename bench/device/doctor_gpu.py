@@ -255,7 +255,7 @@ def run_kernel(python: str, test: str, timeout: float) -> dict:
                     "checks": {test: {"passed": False, "detail": f"timed out after {timeout:.0f} s"}}}
         out = (proc.stdout + proc.stderr).strip().splitlines()
         result = {"test": test, "seconds": round(time.perf_counter() - t0, 1), "output_tail": out[-15:], "checks": {}}
-        missing = next((l for l in out if l.startswith("ModuleNotFoundError")), None)
+        missing = next((line for line in out if line.startswith("ModuleNotFoundError")), None)
         if proc.returncode != 0 and missing:  # the test's own module is not installed: nothing was tried
             result["checks"][test] = {"passed": None, "detail": f"not run: {missing}"}
             return result
@@ -264,7 +264,7 @@ def run_kernel(python: str, test: str, timeout: float) -> dict:
             if m:
                 result["checks"][m.group(1)] = {"passed": m.group(2) == "ok", "detail": m.group(3)[:200]}
         if not result["checks"]:
-            last = next((l for l in reversed(out) if l.startswith("OK")), out[-1] if out else "no output")
+            last = next((line for line in reversed(out) if line.startswith("OK")), out[-1] if out else "no output")
             ok = proc.returncode == 0 and last.startswith("OK")
             result["checks"][test] = {"passed": ok, "detail": last[:200]}
         return result

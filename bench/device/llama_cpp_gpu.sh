@@ -29,7 +29,7 @@
 # (everything), summary.json, bench.json; --poll prints the summary last once the run is done.
 set -uo pipefail
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+REPO=${LLAMA_GPU_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 STATE=${LLAMA_GPU_STATE:-/tmp/wheelforge-llama-cpp-gpu}
 TARBALL="$REPO/.device/src/llama.cpp-b11312.tar.gz"
 SDIST_URL_SHA=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
@@ -117,7 +117,7 @@ render() {  # archs out_dir source_dir full_version -> writes pyproject (the han
 import sys, tomllib
 from pathlib import Path
 from wheelforge.model.arch import cmake_cuda_architectures, parse_arch_list
-from wheelforge.model.cmake_wheel import cuda_enabled, spec_from_recipe, write_project
+from wheelforge.model.cmake_wheel import LAYOUT_DEFINES, cuda_enabled, spec_from_recipe, write_project
 archs_text, out, src, full, recipe_path = sys.argv[1:6]
 recipe = tomllib.loads(Path(recipe_path).read_text())
 archs = cmake_cuda_architectures(parse_arch_list(archs_text), recipe.get("cmake_arch_rewrite", "none"))
@@ -126,7 +126,8 @@ values = {"version": "11312", "full_version": full, "local_version": full.split(
           "python_tag": "py3", "torch_cuda_arch_list": archs_text}
 spec = spec_from_recipe(recipe, version="11312", full_version=full, source_dir=src, values=values, where=recipe_path)
 write_project(spec, out)
-print(" ".join(f"-D{k}={v}" for k, v in sorted(spec.defines.items()) if k != "CMAKE_PROJECT_INCLUDE"))
+# the -D flags of the wheel build (its layout defines included), for the plain cmake build beside it
+print(" ".join(f"-D{k}={v}" for k, v in sorted({**LAYOUT_DEFINES, **spec.defines}.items())))
 EOF
 }
 
@@ -210,7 +211,7 @@ do_audit() {
         w=$(newest_wheel "wf-${pair%%:*}"); [ -n "$w" ] || w=$(newest_wheel "hand-${pair%%:*}")
         [ -n "$w" ] || { echo "no ${pair%%:*} wheel" >> "$log"; rc=1; continue; }
         { echo "== $w ($(stat -c %s "$w") bytes)"
-          python3 -m invoke inspect "$w" --arch "${pair#*:}"
+          python3 -m invoke inspect "$w" --arch "${pair#*:}" || rc=1
           tmp=$(mktemp -d); python3 -m zipfile -e "$w" "$tmp"
           echo "files per folder:"; (cd "$tmp" && find llama_cpp_tools -type f | sed 's,/[^/]*$,,' | sort | uniq -c)
           for so in "$tmp"/llama_cpp_tools/lib/libggml-cuda.so; do
@@ -218,7 +219,7 @@ do_audit() {
               "$(command -v cuobjdump || echo /usr/local/cuda/bin/cuobjdump)" --list-elf "$so" | grep -o 'sm_[0-9]*[af]\?' | sort | uniq -c
           done
           echo "RUNPATH of bin/llama-server: $(readelf -d "$tmp/llama_cpp_tools/bin/llama-server" | grep -i 'r*path' || true)"
-          rm -rf "$tmp"; } >> "$log" 2>&1 || rc=1
+          rm -rf "$tmp"; } >> "$log" 2>&1
     done
     cat "$log" >> "$LOG"
     step_end audit $rc
@@ -385,8 +386,10 @@ case ${1:-} in
     --run) shift; run_steps ${*:-$DEFAULT_STEPS} ;;
     --background)
         shift; mkdir -p "$STATE"; rm -f "$STATE/status"
-        # own session: the call that starts it may end; OUT belongs to that call only
-        env -u OUT setsid bash "$0" --run ${*:-$DEFAULT_STEPS} > "$STATE/run.out" 2>&1 < /dev/null &
+        # own session: the call that starts it may end; OUT belongs to that call only.  bash reads a script as it
+        # runs, and each later call copies the repository again: the detached run executes a copy in $STATE.
+        cp "$0" "$STATE/runner.sh"
+        env -u OUT LLAMA_GPU_REPO="$REPO" setsid bash "$STATE/runner.sh" --run ${*:-$DEFAULT_STEPS} > "$STATE/run.out" 2>&1 < /dev/null &
         echo $! > "$STATE/pid"
         echo "started pid $! in its own session; poll with: bash bench/device/llama_cpp_gpu.sh --poll" ;;
     *) sed -n '2,29p' "$0"; exit 2 ;;

@@ -107,8 +107,8 @@ def plan_json(env: dict[str, str], wheelhouse: Path) -> dict[str, Any]:
         return json.loads(out[out.index("{"):])
     # `invoke plan` not wired yet: the same plan from the library the task calls
     print(f"# invoke plan failed ({proc.stderr.strip().splitlines()[-1:]}); using wheelforge.build.pipeline.plan_for", file=sys.stderr)
-    from wheelforge.cli.commands import settings_from
     from wheelforge.build.pipeline import plan_for
+    from wheelforge.cli.commands import settings_from
 
     settings = settings_from({"cuda": CUDA, "arch": ARCH, "wheelhouse": str(wheelhouse), "compiler_cache": "none"})
     return plan_for(RECIPE, settings=settings, no_isolation=True).to_json()
@@ -150,7 +150,7 @@ class MemoryLimit:
         self.path: Path | None = None
         self.why = ""
 
-    def __enter__(self) -> "MemoryLimit":
+    def __enter__(self) -> MemoryLimit:
         parent = _own_memory_cgroup()
         if parent is None:
             self.why = "no writable cgroup v1 memory controller for this process"
@@ -299,7 +299,7 @@ def _measure(work: Path) -> list[dict[str, Any]]:
     overhead = (wf_cold - man_cold) / man_cold * 100
     rows.append(make_row(
         "2", f"cold build overhead, {RECIPE}", overhead, "%", {"op": "<", "value": 3.0},
-        samples=[(w.wall - m.wall) / m.wall * 100 for w, m in zip(wf_runs, man_runs)],
+        samples=[(w.wall - m.wall) / m.wall * 100 for w, m in zip(wf_runs, man_runs, strict=True)],
         baseline={"name": "manual pip wheel (same env)", "value": man_cold, "unit": "s", "samples": [t.wall for t in man_runs]},
         extra={"package": RECIPE, "archs": [ARCH], "seconds_cold": wf_cold, "wheelforge_samples": [t.wall for t in wf_runs],
                "manual_command": man_cmd_shown, "pairs": pairs, "order": "alternating, manual first in even pairs",

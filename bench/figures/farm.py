@@ -47,7 +47,7 @@ class RedisServer:
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> "RedisServer":
+    def start(self) -> RedisServer:
         exe = shutil.which("redis-server")
         if exe is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
@@ -196,7 +196,7 @@ def measure(repeats: int = 2) -> list[dict[str, Any]]:
             warm.append(r["second"]["compile_seconds"])
             rates.append(r["hit_rate"])
             runs.append(r)
-    speedups = [c / w for c, w in zip(cold, warm)]
+    speedups = [c / w for c, w in zip(cold, warm, strict=True)]
     med = sorted(speedups)[len(speedups) // 2]
     extra = {"kernels": KERNELS, "second_runner_stats": runs[-1]["second"], "first_runner_stats": runs[-1]["first"],
              "cold_compile_s_median": sorted(cold)[len(cold) // 2], "warm_compile_s_median": sorted(warm)[len(warm) // 2],

@@ -8,10 +8,10 @@ from collections import Counter
 import pytest
 from audit_support import build_host_so, build_variants, cuobjdump_listing, find_cuobjdump, find_nvcc, make_wheel
 
-from wheelforge.cli.render import audit_table
 from wheelforge.binaries.audit import audit_path, raise_for_failures
-from wheelforge.model.errors import AuditError
 from wheelforge.binaries.fatbin import list_entries
+from wheelforge.cli.render import audit_table
+from wheelforge.model.errors import AuditError
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from build_support import build_args, child_env, entries, finish, start_build
 
 pytestmark = pytest.mark.integration

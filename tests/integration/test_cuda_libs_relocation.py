@@ -25,7 +25,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from build_support import entries, finish, start_build
 
 from wheelforge.binaries.relocate import analyze, read_dynamic
@@ -86,8 +85,10 @@ def _ldd(path: Path) -> dict[str, str]:
 
 def test_compiled_against_the_wheels_of_the_cuda_major(built: dict) -> None:
     log = built["log"]
-    # the build env got the CUDA 13 names, chosen by wheelforge.model.nvidia_wheels from [build] nvidia ...
-    assert "nvidia-cublas==13.1.0.3 nvidia-cudnn-cu13==9.26.0.51" in log, log[-3000:]
+    # the build env got the CUDA 13 names, chosen by wheelforge.model.nvidia_wheels from [build] nvidia and
+    # locked with their hashes in recipes/locks/cuda-libs-demo/cpXY-cu13.txt ...
+    assert re.search(r"--require-hashes --no-deps -r \S+/locks/cuda-libs-demo/cp3\d+-cu13\.txt", log), log[-3000:]
+    assert re.search(r"Successfully installed .*nvidia-cublas-13\.1\.0\.3 .*nvidia-cudnn-cu13-9\.26\.0\.51", log), log[-3000:]
     # ... and nvcc / the linker were given their folders and files (build.verbose shows the command lines)
     site = r"\S+/env/lib/python3\.\d+/site-packages/nvidia"
     assert re.search(rf"nvcc .*-I{site}/cu13/include -I{site}/cudnn/include ", log), log[-3000:]

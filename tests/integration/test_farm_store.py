@@ -41,7 +41,7 @@ def _runner(tmp_path, name, store):
 def _result(proc, timeout=600):
     out, _ = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, out[-3000:]
-    line = next(l for l in out.splitlines() if l.startswith("RESULT "))
+    line = next(ln for ln in out.splitlines() if ln.startswith("RESULT "))
     return json.loads(line[len("RESULT "):])
 
 
@@ -84,8 +84,8 @@ def pypiserver(tmp_path):
 
 def test_two_runners_one_key_one_wheel_one_index_file(tmp_path, pypiserver):
     from wheelforge.farm import matrix as farm
-    from wheelforge.serving import publish
     from wheelforge.model.errors import PublishError
+    from wheelforge.serving import publish
 
     store = tmp_path / "store"
     a, b = _runner(tmp_path, "a", store), _runner(tmp_path, "b", store)

@@ -75,6 +75,7 @@ def test_changing_one_locked_build_requirement_changes_the_key(tmp_path):
     recipes = tmp_path / "recipes"
     shutil.copytree(bundled.recipes_dir(), recipes)
     shutil.copytree(bundled.root() / "examples", tmp_path / "examples")
+    shutil.copytree(bundled.root() / "tests" / "postbuild", tmp_path / "tests" / "postbuild")  # the recipes name their suites relative to themselves
     base = plan("demo-cuda", "--cuda", "auto", "--recipes-dir", str(recipes))
     lock = recipes / "locks" / "demo-cuda" / f"cp{sys.version_info.major}{sys.version_info.minor}.txt"
     text = lock.read_text()
@@ -89,6 +90,7 @@ def test_a_stale_or_missing_lock_names_the_command_that_refreshes_it(tmp_path):
     recipes = tmp_path / "recipes"
     shutil.copytree(bundled.recipes_dir(), recipes)
     shutil.copytree(bundled.root() / "examples", tmp_path / "examples")
+    shutil.copytree(bundled.root() / "tests" / "postbuild", tmp_path / "tests" / "postbuild")  # the recipes name their suites relative to themselves
     recipe = recipes / "demo-cuda.toml"
     recipe.write_text(recipe.read_text().replace('"ninja>=1.11"', '"ninja>=1.12"'))
     out = invoke("plan", "demo-cuda", "--cuda", "auto", "--recipes-dir", str(recipes))

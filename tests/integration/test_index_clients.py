@@ -41,7 +41,7 @@ def installed_version(python: Path) -> str:
 
 def test_pip_installs_labelled_wheel_from_index_only(tmp_path, fresh_venv):
     wh = make_wheelhouse(tmp_path / "wh")
-    build_index(wh)
+    build_index(wh, include_unverified=True)  # the fixture holds failed and unverified entries too
     py = fresh_venv / "bin/python"
     with running_server(wh) as base:
         out = run([py, "-m", "pip", "install", "--no-cache-dir", "--index-url", f"{base}/simple/", PIN])
@@ -52,7 +52,7 @@ def test_pip_installs_labelled_wheel_from_index_only(tmp_path, fresh_venv):
 
 def test_uv_installs_through_an_explicit_index(tmp_path):
     wh = make_wheelhouse(tmp_path / "wh")
-    build_index(wh)
+    build_index(wh, include_unverified=True)  # the fixture holds failed and unverified entries too
     project = tmp_path / "consumer"
     project.mkdir()
     with running_server(wh) as base:
@@ -84,7 +84,7 @@ demo-pkg = {{ index = "wheelforge" }}
 
 def test_require_hashes_refuses_a_flipped_byte(tmp_path, fresh_venv):
     wh = make_wheelhouse(tmp_path / "wh")
-    build_index(wh)
+    build_index(wh, include_unverified=True)  # the fixture holds failed and unverified entries too
     req = tmp_path / "req.txt"
     req.write_text(require_hashes(wh, [PIN]))
     # Corrupt the served copy only (it is a hardlink of the entry: replace it, never edit in place).
@@ -104,7 +104,7 @@ def test_require_hashes_refuses_a_flipped_byte(tmp_path, fresh_venv):
 
 def test_require_hashes_file_installs_the_intact_wheel(tmp_path, fresh_venv):
     wh = make_wheelhouse(tmp_path / "wh")
-    build_index(wh)
+    build_index(wh, include_unverified=True)  # the fixture holds failed and unverified entries too
     req = tmp_path / "req.txt"
     req.write_text(require_hashes(wh, [PIN]))
     py = fresh_venv / "bin/python"
@@ -126,7 +126,7 @@ def test_require_hashes_file_installs_the_intact_wheel(tmp_path, fresh_venv):
 def test_pip_uploaded_prior_to_sees_only_earlier_builds(tmp_path, cutoff, expected):
     """PEP 700 upload-time comes from each entry's built_at (1.0.0: 2025-05-01T12:00Z, 0.9.0: 2025-04-01T08:00Z)."""
     wh = make_wheelhouse(tmp_path / "wh")
-    build_index(wh)
+    build_index(wh, include_unverified=True)  # the fixture holds failed and unverified entries too
     dest = tmp_path / "dl"
     with running_server(wh) as base:
         # pip >= 26.0 (test extras) has --uploaded-prior-to; it reads upload-time from the JSON pages.

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     wh = make_wheelhouse(tmp_path_factory.mktemp("serve") / "wh")
-    build_index(wh)
+    build_index(wh, include_unverified=True)  # the fixture holds failed and unverified entries too
     # A symlink planted in the tree must not be followed.
     os.symlink("/etc/passwd", wh / "index/files/passwd.whl")
     with running_server(wh) as base:
@@ -122,7 +122,7 @@ def test_read_only_and_head(served):
 def test_regenerated_index_is_picked_up(served):
     wh, base = served
     add_entry(wh, WheelSpec(name="late-comer", version="1.0"))
-    build_index(wh)
+    build_index(wh, include_unverified=True)  # the fixture holds failed and unverified entries too
     deadline = time.monotonic() + 15
     while request(base, "/simple/late-comer/")[0].status != 200:
         assert time.monotonic() < deadline, "server did not reload the regenerated index"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from wheelforge.model.errors import PlanError
 from wheelforge.build.deps import installed_dependency
+from wheelforge.model.errors import PlanError
 
 pytestmark = pytest.mark.integration
 

@@ -23,8 +23,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from elftools.elf.dynamic import DynamicSection
-from elftools.elf.elffile import ELFFile
+from patch_support import elf_dynamic
 
 from wheelforge.binaries.relocate import analyze
 
@@ -50,22 +49,6 @@ def cpu_build(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"wheel": wheel, "entry": wheel.parent, "out": out}
 
 
-def _dynamic(data: bytes) -> tuple[str | None, list[str], list[str]]:
-    import io
-
-    soname, needed, runpath = None, [], []
-    for section in ELFFile(io.BytesIO(data)).iter_sections():
-        if isinstance(section, DynamicSection):
-            for tag in section.iter_tags():
-                if tag.entry.d_tag == "DT_SONAME":
-                    soname = tag.soname
-                elif tag.entry.d_tag == "DT_NEEDED":
-                    needed.append(tag.needed)
-                elif tag.entry.d_tag in ("DT_RUNPATH", "DT_RPATH"):
-                    runpath += (tag.runpath if tag.entry.d_tag == "DT_RUNPATH" else tag.rpath).split(":")
-    return soname, needed, runpath
-
-
 @pytest.mark.timeout(5400)
 def test_cpu_wheel_layout_and_relocation(cpu_build: dict) -> None:
     cpu_wheel = cpu_build["wheel"]
@@ -80,11 +63,11 @@ def test_cpu_wheel_layout_and_relocation(cpu_build: dict) -> None:
         assert {f"llama_cpp_tools/bin/{p}" for p in ("llama-server", "llama-quantize", "llama-bench", "llama-completion")} <= set(bins)
         assert not [n for n in names if "/include/" in n or "/cmake/" in n or "/pkgconfig/" in n]
         for lib in libs:
-            soname, _, runpath = _dynamic(zf.read(lib))
+            soname, _, runpath = elf_dynamic(zf.read(lib))
             assert soname == lib.rsplit("/", 1)[1], f"{lib}: SONAME {soname}"
         for program in bins:
             assert (zf.getinfo(program).external_attr >> 16) & 0o111, f"{program} is not executable in the wheel"
-            _, needed, runpath = _dynamic(zf.read(program))
+            _, needed, runpath = elf_dynamic(zf.read(program))
             assert "$ORIGIN/../lib" in runpath, f"{program}: RUNPATH {runpath}"
         meta = next(zf.read(n).decode() for n in names if n.endswith(".dist-info/METADATA"))
         assert "torch" not in meta.lower().replace("needs torch", "")

@@ -9,8 +9,8 @@ import zipfile
 import pytest
 import requests
 
-from wheelforge.model.nvidia_wheels import nvidia_wheel
 from wheelforge.host.index_client import RangeFile
+from wheelforge.model.nvidia_wheels import nvidia_wheel
 from wheelforge.model.recipe import find_recipe, recipe_dirs
 
 pytestmark = pytest.mark.integration

@@ -25,7 +25,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 def chromium(tmp_path: Path, name: str, *args: str) -> subprocess.CompletedProcess:
     cmd = [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / ('profile-' + name)}", *args]
     print("+", " ".join(cmd), flush=True)
-    return subprocess.run(cmd, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+    return subprocess.run(cmd, env=child_env(), capture_output=True, text=True, timeout=120)
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -37,7 +37,7 @@ def png_size(path: Path) -> tuple[int, int]:
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium); CI installs it")
 def test_page_renders_rows_without_console_errors(tmp_path):
     wh = make_wheelhouse(tmp_path / "wh")
-    build_index(wh)
+    build_index(wh, include_unverified=True)  # the fixture holds failed and unverified entries too
     with running_server(wh) as base:
         shot = tmp_path / "page.png"
         r = chromium(tmp_path, "shot", "--enable-logging=stderr", "--v=0", f"--screenshot={shot}", base + "/")

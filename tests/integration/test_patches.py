@@ -13,9 +13,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from source_support import listing, make_repo, sdist_tar, sha256_of, write_recipe
 
 from wheelforge.model.errors import PatchError
-from wheelforge.sources.patches import check_series, prepare_tree
 from wheelforge.model.recipe import load_recipe
 from wheelforge.sources.fetch import fetch, sources_dir
+from wheelforge.sources.patches import check_series, prepare_tree
 
 pytestmark = pytest.mark.integration
 

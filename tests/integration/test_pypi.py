@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from wheelforge.model.errors import PlanError
 from wheelforge.build.deps import cuda_from_requires_dist, resolve_pin
 from wheelforge.host.index_client import RangeFile, requires_dist
+from wheelforge.model.errors import PlanError
 
 pytestmark = pytest.mark.integration
 

@@ -18,14 +18,13 @@ import venv
 from pathlib import Path
 
 import pytest
-from elftools.elf.dynamic import DynamicSection
-from elftools.elf.elffile import ELFFile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from patch_support import (  # noqa: E402
     PATCH_DIR,
     REPO,
+    elf_dynamic,
     extract_sdist,
     git_apply,
     library_copies,
@@ -166,22 +165,6 @@ def test_llama_patch_applies_to_pristine_sdist(llama_sdist: Path, tmp_path: Path
     assert 'install.components = ["llama_cpp_python"]' in (root / "pyproject.toml").read_text()
 
 
-def _elf_dynamic(path: Path) -> tuple[str | None, list[str], list[str]]:
-    """SONAME, NEEDED and RUNPATH/RPATH entries of a shared library."""
-    soname, needed, runpath = None, [], []
-    with path.open("rb") as f:
-        for section in ELFFile(f).iter_sections():
-            if isinstance(section, DynamicSection):
-                for tag in section.iter_tags():
-                    if tag.entry.d_tag == "DT_SONAME":
-                        soname = tag.soname
-                    elif tag.entry.d_tag == "DT_NEEDED":
-                        needed.append(tag.needed)
-                    elif tag.entry.d_tag in ("DT_RUNPATH", "DT_RPATH"):
-                        runpath += (tag.runpath if tag.entry.d_tag == "DT_RUNPATH" else tag.rpath).split(":")
-    return soname, needed, runpath
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(3000)  # whichever runs first builds llama_cpu_wheels (minutes on 2 cores)
 def test_stock_llama_wheel_duplicates_libraries(llama_cpu_wheels) -> None:
@@ -217,7 +200,7 @@ def test_llama_patched_wheel_installs_and_loads(llama_cpu_wheels, tmp_path: Path
     site = Path(run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['platlib'])"], env=env).stdout.strip())
     lib_dir = site / "llama_cpp" / "lib"
     for so in lib_dir.glob("*.so"):
-        soname, needed, runpath = _elf_dynamic(so)
+        soname, needed, runpath = elf_dynamic(so.read_bytes())
         assert soname == so.name, f"{so.name}: SONAME {soname}"
         assert "$ORIGIN" in runpath, f"{so.name}: RUNPATH {runpath}"
         for dep in needed:

@@ -16,8 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from source_support import commit, git, make_repo, sdist_tar, sha256_of
 
 from wheelforge.model.errors import SourceError
-from wheelforge.sources.extract import extract_archive
 from wheelforge.model.recipe import ArchiveSource, GitSource, PathSource, SdistSource
+from wheelforge.sources.extract import extract_archive
 from wheelforge.sources.fetch import (
     apply_mirrors,
     cache_root,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from wheelforge.verify.suite import CaseResult, make_venv, install, parse_junit, run_suite, suite_modules, verify
 from wheelforge.store.wheelhouse import make_manifest
+from wheelforge.verify.suite import CaseResult, install, make_venv, parse_junit, run_suite, suite_modules, verify
 
 pytestmark = pytest.mark.integration
 

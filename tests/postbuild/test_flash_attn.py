@@ -146,12 +146,12 @@ def test_flash_attn_varlen_func_matches_each_sequence(torch, flash_attn, cuda, s
     out, (dq, dk, dv) = _grads(torch, lambda a, b, c: flash_attn_varlen_func(a, b, c, cu, cu, max(lengths), max(lengths), causal=True),
                                (q, k, v), dout)
     starts = cu.tolist()
-    for i, (lo, hi) in enumerate(zip(starts, starts[1:])):
+    for i, (lo, hi) in enumerate(zip(starts, starts[1:], strict=False)):
         piece = [t[lo:hi].unsqueeze(0) for t in (q, k, v, dout)]
         ref, ref_grads = _grads(torch, lambda a, b, c: _reference(torch, a, b, c, True), [t.double() for t in piece[:3]], piece[3].double())
         pt, pt_grads = _grads(torch, lambda a, b, c: _low_precision(torch, a, b, c, True), piece[:3], piece[3])
         _check(torch, f"sequence {i} (length {hi - lo}) output", out[lo:hi].unsqueeze(0), pt, ref, 2, seed)
-        for name, got, low, want in zip(("dq", "dk", "dv"), (dq, dk, dv), pt_grads, ref_grads):
+        for name, got, low, want in zip(("dq", "dk", "dv"), (dq, dk, dv), pt_grads, ref_grads, strict=True):
             _check(torch, f"sequence {i} (length {hi - lo}) {name}", got[lo:hi].unsqueeze(0), low, want, 3, seed)
 
 

@@ -60,7 +60,7 @@ def test_built_for_requested_archs(xformers, target):
         pytest.skip("cpp_lib.json records no TORCH_CUDA_ARCH_LIST")
     # TORCH_CUDA_ARCH_LIST spells archs as "9.0;12.0a" or "9.0 12.0+PTX".
     built = {(int(a), int(b)) for a, b in re.findall(r"(\d+)\.(\d)", arch_list)}
-    missing = [sm for sm, a in zip(target.sm_archs, target.archs) if a[:2] not in built]
+    missing = [sm for sm, a in zip(target.sm_archs, target.archs, strict=True) if a[:2] not in built]
     assert not missing, f"xformers TORCH_CUDA_ARCH_LIST={arch_list!r} lacks {missing}"
 
 

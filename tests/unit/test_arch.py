@@ -3,8 +3,14 @@
 import pytest
 
 from wheelforge.model.arch import (
-    CudaArch, check_toolkit_supports, cmake_cuda_architectures, expected_sass, local_label,
-    parse_arch, parse_arch_list, torch_cuda_arch_list,
+    CudaArch,
+    check_toolkit_supports,
+    cmake_cuda_architectures,
+    expected_sass,
+    local_label,
+    parse_arch,
+    parse_arch_list,
+    torch_cuda_arch_list,
 )
 from wheelforge.model.errors import ArchError
 

@@ -4,14 +4,9 @@ import re
 import shlex
 from pathlib import Path
 
+from readme_support import readme_commands
+
 REPO = Path(__file__).resolve().parents[2]
-
-
-def readme_commands() -> list[str]:
-    """The bash blocks of the README's quick start: the build command, then the test command."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    section = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
-    return [b.strip() for b in re.findall(r"```bash\n(.*?)```", section, re.S)][:2]
 
 
 def test_readme_has_the_two_commands_each_starting_with_the_bootstrap():

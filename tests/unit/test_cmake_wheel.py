@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import ast
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from wheelforge.model.cmake_wheel import (
     DEFAULT_EXCLUDE,
@@ -32,7 +32,7 @@ DRAFT = REPO / "recipes" / "llama.cpp.toml"
 def _spec(**over) -> CMakeWheelSpec:
     base = dict(
         name="llama-cpp-tools", version="11312+cu128.sm120", package="llama_cpp_tools", source_dir="../src",
-        defines={"GGML_CUDA": "ON", "CMAKE_INSTALL_RPATH": "$ORIGIN/../lib"},
+        defines={"GGML_CUDA": "ON"},
         programs=("llama-server", "llama-quantize"),
         python_files={"convert_hf_to_gguf.py": "convert/convert_hf_to_gguf.py", "gguf-py/gguf": "convert/gguf-py/gguf"},
         python_scripts={"llama-convert-hf-to-gguf": PythonScript(script="convert/convert_hf_to_gguf.py", path=("convert",),
@@ -62,7 +62,8 @@ def test_pyproject_parses_to_the_scikit_build_settings() -> None:
     assert sk["wheel"]["py-api"] == "py3" and sk["wheel"]["packages"] == []
     assert sk["wheel"]["exclude"] == [f"llama_cpp_tools/{p}" for p in DEFAULT_EXCLUDE]
     defines = sk["cmake"]["define"]
-    assert defines["CMAKE_INSTALL_RPATH"] == "$ORIGIN/../lib" and defines["GGML_CUDA"] == "ON"
+    assert defines["CMAKE_INSTALL_RPATH"] == "$ORIGIN/../lib" and defines["GGML_CUDA"] == "ON"  # the layout comes from the kind
+    assert (defines["CMAKE_INSTALL_BINDIR"], defines["CMAKE_INSTALL_LIBDIR"]) == ("bin", "lib")
     assert defines["CMAKE_PROJECT_INCLUDE"] == str(PROJECT_INCLUDE)
     force = sk["wheel"]["force-include"]
     assert force[str(LAUNCHER)] == "llama_cpp_tools/_launch.py"
@@ -112,6 +113,7 @@ def test_toml_string_round_trips(text: str) -> None:
     ({"optional_dependencies": {}}, "python_scripts.llama-convert-hf-to-gguf.extra", "no optional-dependency group"),
     ({"programs": ("llama-convert-hf-to-gguf",)}, "python_scripts", "also a program"),
     ({"requires_python": "three"}, "requires_python", "not a version range"),
+    ({"defines": {"CMAKE_INSTALL_LIBDIR": "lib64"}}, "defines.CMAKE_INSTALL_LIBDIR", "expect 'lib'"),
 ])
 def test_bad_spec_names_the_field(over, field, fragment) -> None:
     with pytest.raises(RecipeError) as exc:

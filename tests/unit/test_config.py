@@ -5,8 +5,8 @@ import sys
 import pytest
 
 from wheelforge.model.arch import CudaArch
-from wheelforge.model.settings import read_pyproject, resolve_settings
 from wheelforge.model.errors import ConfigError
+from wheelforge.model.settings import read_pyproject, resolve_settings
 
 
 def test_defaults(tmp_path):

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from wheelforge.binaries.fatbin import FatbinEntry
+from wheelforge.model.errors import ConfigError
 from wheelforge.verify.doctor import (
     DRIVER_TABLE,
     Capability,
+    Driver,
     Package,
     Problem,
     TargetGpu,
-    Driver,
     cuda_for_driver,
     cuda_from_cpp_lib,
     cuda_from_label,
@@ -27,8 +29,6 @@ from wheelforge.verify.doctor import (
     torch_pin,
     worst,
 )
-from wheelforge.model.errors import ConfigError
-from wheelforge.binaries.fatbin import FatbinEntry
 
 
 def entry(kind: str, arch: str) -> FatbinEntry:
@@ -245,8 +245,8 @@ def test_gpu_archs_are_compute_capabilities() -> None:
 
 
 def _recipes() -> dict:
-    from wheelforge.model.recipe import all_recipes
     from wheelforge.model.bundled import recipes_dir
+    from wheelforge.model.recipe import all_recipes
 
     return {r.project: r for r in all_recipes([recipes_dir()]).values()}
 

@@ -5,9 +5,9 @@ import json
 import pytest
 
 from wheelforge.farm import matrix as farm
-from wheelforge.model.settings import resolve_settings
 from wheelforge.model.errors import FarmError
 from wheelforge.model.recipe import load_recipe
+from wheelforge.model.settings import resolve_settings
 
 
 def _recipe(tmp_path, name, *, deps=(), versions=None, wheel_tag=None):

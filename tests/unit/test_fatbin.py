@@ -10,9 +10,9 @@ import pytest
 from audit_support import KIND_CUBIN, KIND_PTX, make_blob, make_elf, make_entry
 
 from wheelforge.binaries.audit import audit_path, inspect, parse_arch, raise_for_failures
+from wheelforge.binaries.fatbin import FLAG_ARCH_SPECIFIC, FLAG_COMPRESSED, FLAG_FAMILY, list_entries, list_entries_from_bytes
 from wheelforge.cli.render import audit_table
 from wheelforge.model.errors import ArchError, AuditError
-from wheelforge.binaries.fatbin import FLAG_ARCH_SPECIFIC, FLAG_COMPRESSED, FLAG_FAMILY, list_entries, list_entries_from_bytes
 
 A, F, Z = FLAG_ARCH_SPECIFIC, FLAG_FAMILY, FLAG_COMPRESSED
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from bench.figures import flash_attn_memory as fig
-
 from wheelforge.model.recipe import load_recipe
 
 

@@ -15,7 +15,8 @@ from index_support import LABEL, WheelSpec, add_entry, make_wheelhouse  # noqa: 
 
 import wheelforge.serving.index as index_mod  # noqa: E402
 from wheelforge.model.errors import IndexError_  # noqa: E402
-from wheelforge.serving.index import build_index as serve_verified_only, print_config, require_hashes  # noqa: E402
+from wheelforge.serving.index import build_index as serve_verified_only  # noqa: E402
+from wheelforge.serving.index import print_config, require_hashes
 
 
 def build_index(wheelhouse, **kw):

@@ -13,7 +13,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from index_support import make_wheelhouse  # noqa: E402
 
-from wheelforge.serving.index import SIMPLE_HTML, SIMPLE_JSON, build_index as serve_verified_only  # noqa: E402
+from wheelforge.serving.index import SIMPLE_HTML, SIMPLE_JSON  # noqa: E402
+from wheelforge.serving.index import build_index as serve_verified_only
 
 
 def build_index(wheelhouse, **kw):

@@ -14,7 +14,8 @@ from test_index_app import call  # noqa: E402
 from variant_support import add_cuda_entry  # noqa: E402
 
 from wheelforge.model.errors import IndexError_  # noqa: E402
-from wheelforge.serving.index import SIMPLE_JSON, build_index as serve_verified_only  # noqa: E402
+from wheelforge.serving.index import SIMPLE_JSON  # noqa: E402
+from wheelforge.serving.index import build_index as serve_verified_only
 
 
 def build_index(wheelhouse, **kw):

@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from source_support import write_recipe
 
 from wheelforge.model.errors import PatchError
+from wheelforge.model.recipe import load_recipe
 from wheelforge.sources.patches import (
     hunk_header,
     parse_apply_error,
@@ -19,7 +20,6 @@ from wheelforge.sources.patches import (
     patch_paths,
     unsafe_path,
 )
-from wheelforge.model.recipe import load_recipe
 
 GIT_PATCH = """\
 diff --git a/src/a.c b/src/a.c
@@ -82,7 +82,10 @@ def test_patch_digests_in_series_order_and_missing_file(tmp_path: Path) -> None:
         patch_files={"0001-a.patch": "A", "0002-b.patch": "B"},
     )
     recipe = load_recipe(path)
-    sha = lambda s: hashlib.sha256(s.encode()).hexdigest()
+
+    def sha(s: str) -> str:
+        return hashlib.sha256(s.encode()).hexdigest()
+
     assert patch_digests(recipe, "1.0") == [("0001-a.patch", sha("A"))]
     assert patch_digests(recipe, "2.0") == [("0001-a.patch", sha("A")), ("0002-b.patch", sha("B"))]
     (recipe.patch_dir / "0002-b.patch").unlink()

@@ -7,16 +7,15 @@ import sys
 from pathlib import PurePosixPath
 
 import pytest
+from recipe_support import VALID, write
 
-from wheelforge.model.settings import resolve_settings
 from wheelforge.model.errors import ArchError, PlanError
+from wheelforge.model.facts import Tool, ToolchainFacts
 from wheelforge.model.lock import BuildLock, LockedPackage
 from wheelforge.model.plan import BuildDependency
 from wheelforge.model.planner import make_plan
 from wheelforge.model.recipe import load_recipe
-from wheelforge.model.facts import Tool, ToolchainFacts
-
-from recipe_support import VALID, write
+from wheelforge.model.settings import resolve_settings
 
 FACTS = ToolchainFacts(
     cuda_version="12.8", cuda_home="/usr/local/cuda-12.8", nvcc="/usr/local/cuda-12.8/bin/nvcc",

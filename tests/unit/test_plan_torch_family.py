@@ -6,12 +6,12 @@ from pathlib import PurePosixPath
 
 import pytest
 
-from wheelforge.model.settings import resolve_settings
+from wheelforge.host.toolchain import Tool, ToolchainFacts
 from wheelforge.model.errors import PlanError
 from wheelforge.model.plan import BuildDependency
 from wheelforge.model.planner import make_plan
 from wheelforge.model.recipe import find_recipe, recipe_dirs
-from wheelforge.host.toolchain import Tool, ToolchainFacts
+from wheelforge.model.settings import resolve_settings
 
 FACTS = ToolchainFacts(
     cuda_version="12.8", cuda_home="/usr/local/cuda-12.8", nvcc="/usr/local/cuda-12.8/bin/nvcc",

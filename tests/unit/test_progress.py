@@ -82,7 +82,7 @@ def test_terminal_bar_moves_forward_only() -> None:
     assert shown == ["1/5 fetch", "2/5 patch", "3/5 env", "4/5 compile", "5/5 store"]
 
 
-    
+
 class FakeClock:
     """A monotonic clock the test moves by hand."""
 

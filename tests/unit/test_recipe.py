@@ -3,11 +3,10 @@
 import dataclasses
 
 import pytest
+from recipe_support import VALID, write
 
 from wheelforge.model.errors import RecipeError
 from wheelforge.model.recipe import GitSource, SdistSource, all_recipes, find_recipe, load_recipe, recipe_dirs
-
-from recipe_support import VALID, write
 
 
 def test_valid_recipe_loads_frozen(tmp_path):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from wheelforge.build.deps import cuda_from_label, cuda_from_requires_dist, parse_pin
 from wheelforge.binaries.relocate import RelocationReport, classify, pip_lib_for, requirement_for
+from wheelforge.build.deps import cuda_from_label, cuda_from_requires_dist, parse_pin
 
 FILES = ["pkg/_C.so", "pkg/lib/libhelper.so", "pkg/lib/libother.so"]
 

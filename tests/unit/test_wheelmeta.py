@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from wheelforge.model.errors import BuildError
 from wheelforge.binaries.wheelmeta import add_local_label, check_wheel, record_hash, rewrite_wheel
+from wheelforge.model.errors import BuildError
 
 
 def make_wheel(folder: Path, *, name: str = "demo_cuda", version: str = "0.1.0", corrupt: str | None = None) -> Path:

@@ -25,12 +25,12 @@ import os
 import re
 import zipfile
 from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
-from wheelforge.model.errors import AuditError
 from wheelforge.binaries.fatbin import ELF_MAGIC, FatbinEntry, list_entries, list_entries_from_bytes
+from wheelforge.model.errors import AuditError
 
 PTX_ONLY_NOTE = "PTX only: users pay a JIT at start"
 

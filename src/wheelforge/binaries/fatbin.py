@@ -39,8 +39,8 @@ from typing import BinaryIO
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
-from wheelforge.model.errors import AuditError
 from wheelforge.host.streams import SeekableReader
+from wheelforge.model.errors import AuditError
 
 FATBIN_SECTION = ".nv_fatbin"
 RELFATBIN_SECTION = "__nv_relfatbin"

@@ -27,16 +27,16 @@ import shutil
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
 
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from wheelforge.host import process
-from wheelforge.model.report import Echo, silent
 from wheelforge.model.errors import BuildError
+from wheelforge.model.report import Echo, silent
 
 #: glibc, the C++ runtime and the rest of the manylinux2014 system set (PEP 599).
 SYSTEM_LIBS = frozenset({
@@ -105,7 +105,7 @@ class RelocationReport:
                 out[n.file].append(n.rpath)
         return {k: v for k, v in out.items() if v}
 
-    def with_versions(self, versions: Mapping[str, str]) -> "RelocationReport":
+    def with_versions(self, versions: Mapping[str, str]) -> RelocationReport:
         """Pin each ``pip`` need whose distribution has a version here (``{"nvidia-cudnn-cu13": "9.26.0.51"}``):
         the versions the build compiled against, so the wheel requires exactly those."""
         from wheelforge.model.nvidia_wheels import requirement_name

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from wheelforge.model.report import Echo, silent
 from wheelforge.model.settings import Settings, find_pyproject, read_pyproject, resolve_settings
@@ -66,11 +67,10 @@ def inspect_path(settings: Settings, path: str, *, as_json: bool = False) -> Non
 
     Archs asked for (``--arch`` or WHEELFORGE_ARCH) also demand device code, as the build's audit
     does: a wheel, file or folder without any fails (exit 4)."""
-    from wheelforge.model.arch import expected_sass
     from wheelforge.binaries.audit import inspect
-    from wheelforge.model.errors import AuditError
-
     from wheelforge.cli.render import audit_table
+    from wheelforge.model.arch import expected_sass
+    from wheelforge.model.errors import AuditError
 
     asked = settings.sources.get("arch") in ("flag", "WHEELFORGE_ARCH")
     reports = inspect([path], expected_sass(settings.target.archs), require_device_code=asked)
@@ -342,9 +342,9 @@ def verify_target(settings: Settings, target: str, *, version: str | None = None
 def run_doctor(settings: Settings, *, python: str | None = None, arch: str | None = None, driver: str | None = None,
                as_json: bool = False) -> None:
     """Judge the packages of ``python``'s environment for this machine's GPUs (or ``arch``); fail when any would."""
-    from wheelforge.verify.doctor import diagnose, parse_gpu_archs
     from wheelforge.model.errors import DoctorError
     from wheelforge.model.recipe import recipe_dirs
+    from wheelforge.verify.doctor import diagnose, parse_gpu_archs
 
     configured = list(dict.fromkeys(f"{a.major}.{a.minor}" for a in settings.target.archs))
     report = diagnose(python, archs=parse_gpu_archs(arch), driver=driver, fallback_archs=configured,

@@ -10,9 +10,7 @@ from __future__ import annotations
 import io
 import os
 import time
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from wheelforge.model.report import Reporter
 

@@ -19,18 +19,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
 from wheelforge.model.arch import CudaArch
-from wheelforge.model.settings import Settings, Target
 from wheelforge.model.errors import FarmError, RecipeError
 from wheelforge.model.graph import dependency_order
 from wheelforge.model.recipe import Recipe, all_recipes, recipe_dirs
+from wheelforge.model.settings import Settings, Target
 
 #: Python versions the farm builds for when ``--python`` is not given.
 DEFAULT_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
@@ -202,7 +203,7 @@ def render_matrix(matrix: Matrix) -> str:
 
 def _table(rows: Sequence[Sequence[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
 
 
 # --------------------------------------------------------------------------- status (pure)

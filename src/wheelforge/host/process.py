@@ -19,8 +19,9 @@ import shlex
 import signal
 import subprocess
 from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Callable, Mapping, Sequence
+from typing import IO
 
 from wheelforge.model.report import Echo, silent
 

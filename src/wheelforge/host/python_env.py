@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Sequence
+from collections.abc import Sequence
 
 from packaging.utils import canonicalize_name
 
 from wheelforge.host import process
 from wheelforge.model.errors import PlanError
-
 
 _PROBE = """
 import importlib.metadata as md, json, sys, sysconfig

@@ -13,15 +13,16 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from packaging.version import Version
 
+from wheelforge.host.process import output_of
 from wheelforge.model.arch import CudaArch, check_toolkit_supports
 from wheelforge.model.errors import ToolchainError
 from wheelforge.model.facts import KNOWN_GCC_LIMITS, Gpu, Tool, ToolchainFacts
-from wheelforge.host.process import output_of
 
 
 def _first_version(text: str | None) -> str | None:

@@ -31,9 +31,10 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -55,6 +56,10 @@ SCIKIT_BUILD_CORE = "scikit-build-core>=1.0"
 
 #: What CMake installs besides programs and libraries, left out of the wheel (paths under the package).
 DEFAULT_EXCLUDE = ("include/**", "lib/cmake/**", "lib/pkgconfig/**", "lib/*.a")
+
+#: The layout the shims and RPATHs assume; the kind sets them unless the recipe does (to the same values).
+#: GNUInstallDirs could otherwise pick lib64; $ORIGIN/../lib serves bin/* and lib/* alike (lib/../lib).
+LAYOUT_DEFINES = {"CMAKE_INSTALL_BINDIR": "bin", "CMAKE_INSTALL_LIBDIR": "lib", "CMAKE_INSTALL_RPATH": "$ORIGIN/../lib"}
 
 #: Torch is never a requirement of such a wheel: installing it must not replace a custom torch.
 NEVER_REQUIRED = frozenset({"torch"})
@@ -160,9 +165,12 @@ def check_spec(spec: CMakeWheelSpec) -> None:
             if canonicalize_name(parsed.name) in NEVER_REQUIRED:
                 raise _bad(f"dependencies{group}", f"{req!r}: torch is never a dependency of a {spec.name} wheel",
                            "drop it: pip would replace the user's own torch build; the script checks for torch when it runs")
-    for key in spec.defines:
+    for key, value in spec.defines.items():
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.+-]*", key):
             raise _bad("defines", f"{key!r} is not a CMake variable name", "e.g. GGML_CUDA")
+        if key in ("CMAKE_INSTALL_BINDIR", "CMAKE_INSTALL_LIBDIR") and value != LAYOUT_DEFINES[key]:
+            raise _bad(f"defines.{key}", f"{value!r}: the console scripts and RPATHs expect {LAYOUT_DEFINES[key]!r}",
+                       f"drop it (the cmake kind sets {key}={LAYOUT_DEFINES[key]})")
 
 
 def _attr(command: str) -> str:
@@ -272,7 +280,7 @@ def wheel_pyproject(spec: CMakeWheelSpec) -> str:
         skbuild["install.components"] = list(spec.install_components)
     lines += _table("tool.scikit-build", skbuild, dotted=True)
 
-    defines = dict(spec.defines)
+    defines = {**LAYOUT_DEFINES, **spec.defines}
     if spec.project_include:
         defines.setdefault("CMAKE_PROJECT_INCLUDE", spec.project_include)
     if defines:
@@ -308,7 +316,7 @@ def cuda_enabled(cmake_cuda_architectures: str) -> str:
     return "ON" if cmake_cuda_architectures.strip() else "OFF"
 
 
-def spec_for(recipe: "Recipe", version: str, *, full_version: str, source_dir: str, values: Mapping[str, str]) -> CMakeWheelSpec:
+def spec_for(recipe: Recipe, version: str, *, full_version: str, source_dir: str, values: Mapping[str, str]) -> CMakeWheelSpec:
     """The spec of a loaded ``kind = "cmake"`` recipe for one version (errors name the recipe file and key)."""
     pin = recipe.versions[version]
     data = {"name": recipe.name, "project": recipe.project, "description": recipe.description, "cmake": recipe.cmake or {},

@@ -5,8 +5,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 #: Newest GCC major each CUDA release accepts, for toolkits not present here.
 #: For a toolkit that is present we read its own crt/host_config.h instead.
@@ -48,7 +49,7 @@ class ToolchainFacts:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "ToolchainFacts":
+    def from_json(cls, data: Mapping[str, Any]) -> ToolchainFacts:
         d = dict(data)
         for name in ("host_compiler", "cmake", "ninja", "ccache", "sccache"):
             if d.get(name):

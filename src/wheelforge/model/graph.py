@@ -6,7 +6,7 @@ refuses unknown recipes and cycles with an error naming them.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from wheelforge.model.errors import RecipeError
 from wheelforge.model.recipe import Recipe

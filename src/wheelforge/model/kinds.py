@@ -14,8 +14,9 @@ relocate, audit, store, verify after).  Adding a kind is adding a class here and
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Mapping, Sequence
+from typing import ClassVar
 
 from wheelforge.model.plan import WORK, Command, RunStep, Step, WriteFileStep
 from wheelforge.model.recipe import Recipe

@@ -15,9 +15,10 @@ Pure: parsing and rendering only; :mod:`wheelforge.build.lock` runs the resolver
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from wheelforge.model.errors import PlanError
 from wheelforge.model.plan import canonical_json, sha256_hex
@@ -71,7 +72,7 @@ def lock_path(recipe_path: Path, recipe_name: str, python_tag: str, cuda_major: 
     return recipe_path.parent / "locks" / recipe_name / lock_name(python_tag, cuda_major)
 
 
-def lock_requirements(recipe: "Recipe", cuda_version: str | None) -> tuple[list[str], int | None]:
+def lock_requirements(recipe: Recipe, cuda_version: str | None) -> tuple[list[str], int | None]:
     """What a recipe's lock holds: ``[build] requires`` plus the NVIDIA wheels of the CUDA major it builds for."""
     reqs = list(recipe.build.requires)
     if not recipe.build.nvidia:
@@ -85,7 +86,7 @@ def lock_requirements(recipe: "Recipe", cuda_version: str | None) -> tuple[list[
     return reqs + list(nvidia.requirements), cuda_major(cuda_version)
 
 
-def read(recipe: "Recipe", python_tag: str, cuda_version: str | None) -> BuildLock | None:
+def read(recipe: Recipe, python_tag: str, cuda_version: str | None) -> BuildLock | None:
     """The lock a build of ``recipe`` for ``python_tag`` installs from; None when the recipe requires nothing.
 
     A missing lock, or one made from other requirements (stale), stops the plan with the command that

@@ -25,8 +25,8 @@ build must be given the file's full path (CMake's ``find_library(cudnn)`` finds 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version

@@ -6,8 +6,9 @@ in.  Tests snapshot plans; :mod:`wheelforge.build.runner` runs them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import PurePath
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from packaging.utils import canonicalize_name
 from packaging.version import Version
@@ -151,8 +152,6 @@ def make_plan(
         "full_version": full_version,
         "torch_cuda_arch_list": torch_cuda_arch_list(target.archs),
         "cmake_cuda_architectures": cmake_cuda_architectures(target.archs, recipe.cmake_arch_rewrite),
-        "cuda_arch_numbers": ";".join(a.number for a in target.archs),
-        "cuda_enabled": "ON" if target.archs else "OFF",
         "cuda_arch_numbers": ";".join(a.number for a in target.archs),
         "cuda_enabled": "ON" if target.archs else "OFF",
         "cuda_version": cuda,

@@ -11,9 +11,10 @@ import os
 import re
 import string
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -284,7 +285,7 @@ class _Reader:
             raise self.fail(name, f"must be {what or _type_name(typ)}, not {type(value).__name__}")
         return value
 
-    def table(self, name: str, default: Any = ...) -> "_Reader":
+    def table(self, name: str, default: Any = ...) -> _Reader:
         value = self.get(name, dict, {} if default is not ... else ..., what="a table")
         return _Reader(self.path, value, f"{self.key(name)}.")
 

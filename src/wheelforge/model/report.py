@@ -7,7 +7,7 @@ calls from tests and scripts are silent unless they ask otherwise.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 #: A sink for one line of text (a command about to run, a tool's output line, a note).
 Echo = Callable[[str], None]

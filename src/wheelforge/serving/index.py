@@ -37,11 +37,11 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import Mapping, Sequence
 from urllib.parse import quote
 
 from filelock import FileLock

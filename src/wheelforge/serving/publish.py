@@ -17,7 +17,8 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from wheelforge.host import process
 from wheelforge.host.index_client import IndexClient, IndexClientError

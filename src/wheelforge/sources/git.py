@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from wheelforge.host import process
 from wheelforge.model.errors import SourceError

@@ -21,10 +21,10 @@ from pathlib import Path
 from packaging.version import Version
 
 from wheelforge.model.errors import PatchError, SourceError, WheelforgeError
-from wheelforge.sources.extract import extract_archive
 from wheelforge.model.recipe import Recipe
 from wheelforge.model.report import Echo
 from wheelforge.model.report import silent as default_echo
+from wheelforge.sources.extract import extract_archive
 from wheelforge.sources.fetch import FetchedSource, checkout, fetch, verify_cached
 from wheelforge.sources.git import git_env, run
 

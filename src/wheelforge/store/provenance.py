@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import platform
 import socket
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from wheelforge import __version__
 

@@ -27,16 +27,17 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from wheelforge.model.errors import AuditError, ConfigError
 from wheelforge.binaries.fatbin import FatbinEntry, list_data_section_entries, list_entries
+from wheelforge.model.errors import AuditError, ConfigError
 
 #: Worst first: the order of the people's table and of a package's overall verdict.
 VERDICTS = ("no-kernel", "driver-too-old", "torch-mismatch", "ptx-jit", "native", "host-only")
@@ -60,7 +61,7 @@ class Capability:
     minor: int
 
     @classmethod
-    def parse(cls, text: str) -> "Capability":
+    def parse(cls, text: str) -> Capability:
         m = re.fullmatch(r"\s*(\d+)\.(\d+)\s*", str(text))
         if not m:
             raise ConfigError("doctor.capability", f"cannot read compute capability {text!r}", "write it as 9.0 or 12.0")

@@ -12,7 +12,7 @@ import glob
 import os
 import sys
 from array import array
-from typing import Sequence
+from collections.abc import Sequence
 
 from . import _build_info
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 from array import array
-from typing import Sequence
+from collections.abc import Sequence
 
 from . import _build_info
 

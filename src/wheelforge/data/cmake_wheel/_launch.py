@@ -17,8 +17,9 @@ import importlib.util
 import os
 import runpy
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, NoReturn
+from typing import NoReturn
 
 HERE = Path(__file__).resolve().parent
 
