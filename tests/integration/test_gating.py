@@ -57,8 +57,11 @@ def env(tmp_path: Path) -> dict[str, str]:
 def test_ctrl_c_during_verify_leaves_a_truthful_unverified_entry_that_the_next_build_verifies(tmp_path, env):
     wh = tmp_path / "wh"
     log = wh / "logs" / f"{_key(wh, env)}.log"
+    # SIGINT back to its default in the child: a test run started in the background (`pytest &`) ignores it,
+    # and Python keeps an ignored SIGINT ignored, so Ctrl-C would never reach the build
     proc = subprocess.Popen(_cmd("build", "demo-cuda", "--cuda", "auto", "--wheelhouse", str(wh)), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     _wait_for(log, "step 9/9: verify", proc, poll=0.02)
     # at once: with the suite's packages cached, the whole verify step takes about a second
     os.killpg(proc.pid, signal.SIGINT)
