@@ -327,7 +327,8 @@ def _session_pids(sid: int) -> list[int]:
     return pids
 
 
-def _session_rss(sid: int) -> int:
+def session_rss(sid: int) -> int:
+    """Summed RSS (bytes) of every process in session ``sid`` (a step, or a job, started its own)."""
     total, page = 0, os.sysconf("SC_PAGE_SIZE")
     for e in os.scandir("/proc"):
         if e.name.isdigit():
@@ -362,13 +363,8 @@ class Runner:
     def save(self, status: str, current: str = "") -> None:
         if self.dry:
             return
-        self.state.mkdir(parents=True, exist_ok=True)
-        data = {"machine": self.machine, "updated": utc_now(), "records": self.records,
-                "rows": rows_from_records(self.records, self.machine)}
-        _atomic(self.state / "device_rows.json", json.dumps(data, indent=1))
-        _atomic(self.state / "status.json", json.dumps({"status": status, "current": current, "pid": os.getpid(),
-                                                        "done": [r["step"] for r in self.records], "updated": utc_now(),
-                                                        "failed": [r["step"] for r in self.records if not r.get("ok")]}))
+        save_progress(self.state, self.machine, self.records, rows_from_records(self.records, self.machine),
+                      status=status, current=current, updated=utc_now())
         out = os.environ.get("OUT")
         if out:
             for name in ("device_rows.json", "status.json"):
@@ -442,7 +438,7 @@ class Runner:
             def sample() -> None:
                 nonlocal peak
                 while not stop.is_set():
-                    peak = max(peak, _session_rss(proc.pid))
+                    peak = max(peak, session_rss(proc.pid))
                     stop.wait(1.0)
 
             def kill() -> None:
@@ -653,6 +649,17 @@ def _read_lines(path: Path) -> Iterable[str]:
         return path.read_text(errors="replace").splitlines()
     except OSError:
         return []
+
+
+def save_progress(state: Path, machine: dict[str, Any], records: list[dict[str, Any]], rows: list[dict[str, Any]],
+                  **status: Any) -> None:
+    """``state``/device_rows.json (the records and their rows) and ``state``/status.json (``status``, the pid and
+    the steps done and failed), each replaced whole: what --poll and a later call read while a run goes on."""
+    state.mkdir(parents=True, exist_ok=True)
+    _atomic(state / "device_rows.json", json.dumps({"machine": machine, "updated": utc_now(), "records": records,
+                                                    "rows": rows}, indent=1))
+    _atomic(state / "status.json", json.dumps({**status, "pid": os.getpid(), "done": [r["step"] for r in records],
+                                               "failed": [r["step"] for r in records if not r.get("ok")]}))
 
 
 def _atomic(path: Path, text: str) -> None:

@@ -260,14 +260,9 @@ class FlashRun:
     def save(self, status: str, current: str = "") -> None:
         if self.dry:
             return
-        self.state.mkdir(parents=True, exist_ok=True)
-        rows = rows_from(self.records, self.r.machine)
-        dev._atomic(self.state / "device_rows.json", json.dumps({"machine": self.r.machine, "updated": dev.utc_now(),
-                                                                "records": self.records, "rows": rows}, indent=1))
-        dev._atomic(self.state / "status.json", json.dumps({
-            "status": status, "current": current, "pid": os.getpid(), "budget_left_s": round(self.left()),
-            "step_started": getattr(self, "step_started", None), "wheelhouse": str(self.wh),
-            "done": [r["step"] for r in self.records], "failed": [r["step"] for r in self.records if not r.get("ok")]}))
+        dev.save_progress(self.state, self.r.machine, self.records, rows_from(self.records, self.r.machine),
+                          status=status, current=current, budget_left_s=round(self.left()),
+                          step_started=getattr(self, "step_started", None), wheelhouse=str(self.wh))
 
     @property
     def cache(self) -> str:

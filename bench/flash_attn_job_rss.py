@@ -43,21 +43,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-
-def _session_rss(sid: int) -> int:
-    """Summed RSS of every process in session ``sid`` (the job started its own)."""
-    total, page = 0, os.sysconf("SC_PAGE_SIZE")
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                with open(f"/proc/{entry.name}/stat", "rb") as fh:
-                    stat = fh.read().decode(errors="replace")
-                rest = stat[stat.rfind(")") + 2:].split()
-                if int(rest[3]) == sid:
-                    total += int(rest[21]) * page
-            except (OSError, IndexError, ValueError):
-                continue
-    return total
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from device import session_rss  # noqa: E402  bench/device.py, standard library only too
 
 
 def job_command(ninja_file: Path, stem: str) -> str:
@@ -104,7 +91,7 @@ def measure(command: str, *, nice: int) -> dict:
     def sample() -> None:
         nonlocal peak
         while not stop.is_set():
-            peak = max(peak, _session_rss(proc.pid))
+            peak = max(peak, session_rss(proc.pid))
             stop.wait(0.2)
 
     th = threading.Thread(target=sample, daemon=True)

@@ -11,7 +11,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
+NVCC = Path("/usr/local/cuda/bin/nvcc")
+
+
+def cuda_build_root(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """A fresh folder for real nvcc builds; the test is skipped where the CUDA toolkit is not at /usr/local/cuda."""
+    if not NVCC.exists():
+        pytest.skip("needs the CUDA toolkit at /usr/local/cuda")
+    return tmp_path_factory.mktemp(name)
 
 _SCRIPT = """
 import json, sys

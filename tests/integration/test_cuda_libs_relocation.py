@@ -25,13 +25,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from build_support import entries, finish, start_build
+from build_support import cuda_build_root, entries, finish, start_build
 
 from wheelforge.binaries.relocate import analyze, read_dynamic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-NVCC = Path("/usr/local/cuda/bin/nvcc")
 LIBRARY = "cuda_libs_demo/libcuda_libs_demo.so"
 #: The versions recipes/cuda-libs-demo.toml pins for CUDA 13 (its [nvidia_versions.cu13]).
 PINS = {"nvidia-cublas": "13.1.0.3", "nvidia-cudnn-cu13": "9.26.0.51"}
@@ -45,9 +44,7 @@ def _clean_env() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    if not NVCC.exists():
-        pytest.skip("needs the CUDA toolkit at /usr/local/cuda")
-    root = tmp_path_factory.mktemp("cudalibs")
+    root = cuda_build_root(tmp_path_factory, "cudalibs")
     log = root / "build.log"
     rc, text, results = finish(start_build(log, root / "wheelhouse", root / "cache", recipe="cuda-libs-demo",
                                            compiler_cache="none"), log)

@@ -17,13 +17,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from build_support import cuda_build_root
 
 from wheelforge.model import bundled
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-NVCC = Path("/usr/local/cuda/bin/nvcc")
 
 
 def invoke(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None, timeout: float = 900) -> subprocess.CompletedProcess[str]:
@@ -108,9 +108,7 @@ def test_a_stale_or_missing_lock_names_the_command_that_refreshes_it(tmp_path):
 @pytest.fixture(scope="module")
 def builds(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """demo-cuda built twice from the same inputs into two fresh wheelhouses, then from an edited source into the first."""
-    if not NVCC.exists():
-        pytest.skip("needs the CUDA toolkit at /usr/local/cuda")
-    root = tmp_path_factory.mktemp("identity")
+    root = cuda_build_root(tmp_path_factory, "identity")
     src = root / "demo-cuda"
     shutil.copytree(bundled.root() / "examples" / "demo-cuda", src)
     env = dict(os.environ, WHEELFORGE_CACHE=str(root / "cache"))

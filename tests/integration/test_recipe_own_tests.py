@@ -13,11 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from build_support import cuda_build_root
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "vector-add"
-NVCC = Path("/usr/local/cuda/bin/nvcc")
 
 #: Appended to the documented module: the flag as the session saw it (conftest's ``target``) and its variable.
 FLAG_PROBE = '''
@@ -62,9 +62,7 @@ def _variant(recipes: Path, name: str, extra: str) -> None:
 @pytest.fixture(scope="module")
 def builds(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Two builds of the example from one private recipe folder (different names, so different keys)."""
-    if not NVCC.exists():
-        pytest.skip("needs the CUDA toolkit at /usr/local/cuda")
-    root = tmp_path_factory.mktemp("own-tests")
+    root = cuda_build_root(tmp_path_factory, "own-tests")
     recipes = root / "recipes"
     recipes.mkdir()
     (root / "tests").mkdir()

@@ -8,7 +8,6 @@ name that ours lacks (dependency confusion).
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 from packaging.requirements import Requirement
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from docs_support import docs_snippet  # noqa: E402
 from index_support import WheelSpec, child_env, make_wheelhouse, running_server  # noqa: E402
 
 from wheelforge.serving.index import build_index  # noqa: E402
@@ -28,15 +28,7 @@ else:  # pragma: no cover
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = "https://wheels.example.com/simple/"
-
-
-def docs_snippet(name: str) -> str:
-    text = (REPO / "docs/index.md").read_text(encoding="utf-8")
-    m = re.search(rf"<!-- tested: {re.escape(name)} -->\n```[a-z]*\n(.*?)```", text, re.S)
-    assert m, f"docs/index.md has no tested block {name!r}"
-    return m.group(1)
 
 
 SNIPPET = docs_snippet("uv-project")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import shlex
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from docs_support import docs_snippet  # noqa: E402
 from index_support import child_env, free_port, running_server, wait_http  # noqa: E402
 
 from wheelforge.binaries.audit import audit_path  # noqa: E402
@@ -29,19 +29,10 @@ from wheelforge.serving.index import build_index  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 NVCC = Path("/usr/local/cuda/bin/nvcc")
 PLAIN = "0.1.0+cu130.sm90"  # the highest plain version: what pip picks, and uv when no variant fits
 TWIN = "0.1.0+variants"
 DRIVER = "13.0"
-
-
-def docs_snippet(name: str) -> str:
-    """The fenced block after ``<!-- tested: name -->`` in docs/index.md."""
-    text = (REPO / "docs/index.md").read_text(encoding="utf-8")
-    m = re.search(rf"<!-- tested: {re.escape(name)} -->\n```[a-z]*\n(.*?)```", text, re.S)
-    assert m, f"docs/index.md has no tested block {name!r}"
-    return m.group(1)
 
 
 def run(cmd, env, **kw) -> subprocess.CompletedProcess:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from postbuild_support import import_or_fail
 
 _ARCH = re.compile(r"^(?:sm_|compute_)?(?:(\d{1,2})\.(\d)|(\d{2,3}))([af]?)(?:\+ptx)?$", re.IGNORECASE)
 
@@ -262,3 +263,17 @@ def gpu(pytestconfig: pytest.Config) -> Gpu:
 def seed() -> int:
     """Fresh inputs every run; the seed is shown in failures so a run can be replayed."""
     return int.from_bytes(os.urandom(4), "little")
+
+
+@pytest.fixture(scope="module")
+def torch():
+    """The venv's torch (the wheel under test, or the one the extensions were built against): a failure, not a skip, when it does not import."""
+    return import_or_fail("torch")
+
+
+@pytest.fixture()
+def cuda(torch, gpu):
+    """CUDA device 0; a skip when torch cannot reach the GPU (test_torch and test_flash_attn ask for their own)."""
+    if not torch.cuda.is_available():
+        pytest.skip(f"torch.cuda.is_available() is False although {gpu.name} is present")
+    return torch.device("cuda", 0)

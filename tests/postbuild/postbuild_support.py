@@ -33,3 +33,27 @@ def assert_pins_installed_torch(distribution: str) -> None:
     installed = version("torch")
     assert pin is not None, f"{distribution} does not pin torch exactly: {requires(distribution)}"
     assert pin == installed, f"{distribution} pins torch=={pin}, installed torch is {installed}"
+
+
+def assert_has_local_label(installed_version: str, target) -> None:
+    """A wheel built with a local label (``+cu128.sm90``) installs a version that ends in it."""
+    if target.local_label:
+        assert installed_version.endswith("+" + target.local_label), installed_version
+
+
+def assert_built_for_target(info: dict, target) -> None:
+    """The library's build info names the target's archs and CUDA major.
+
+    ``cuda_architectures`` is in CMAKE_CUDA_ARCHITECTURES form (``120-real``), the target's archs are
+    tuples (12, 0, ""); ``cuda_version`` is the toolkit's (``12.8``).
+    """
+    built = {a.split("-")[0] for a in info["cuda_architectures"]}
+    wanted = {f"{major}{minor}{suffix}" for major, minor, suffix in target.archs}
+    assert built == wanted, f"library built for {sorted(built)}, target asks {sorted(wanted)}"
+    if target.cuda:
+        assert info["cuda_version"].split(".")[0] == target.cuda.split(".")[0], info
+
+
+def assert_registers_cuda_kernel(torch: ModuleType, op: str) -> None:
+    """``op`` (``namespace::name``) has a kernel for the CUDA dispatch key: a CPU-only build registers none."""
+    assert torch._C._dispatch_has_kernel_for_dispatch_key(op, "CUDA"), f"{op} has no CUDA kernel: built without CUDA?"

@@ -16,7 +16,7 @@ import re
 from importlib.metadata import requires, version
 
 import pytest
-from postbuild_support import import_or_fail
+from postbuild_support import assert_built_for_target, import_or_fail
 
 pytestmark = pytest.mark.postbuild
 
@@ -42,12 +42,7 @@ def _pins() -> dict[str, str]:
 
 
 def test_arch_info_matches_target(demo, target) -> None:
-    info = demo.build_info()
-    built = {a.split("-")[0] for a in info["cuda_architectures"]}
-    wanted = {f"{major}{minor}{suffix}" for major, minor, suffix in target.archs}
-    assert built == wanted, f"library built for {sorted(built)}, target asks {sorted(wanted)}"
-    if target.cuda:
-        assert info["cuda_version"].split(".")[0] == target.cuda.split(".")[0], info
+    assert_built_for_target(demo.build_info(), target)
 
 
 def test_requires_the_nvidia_wheels_it_was_compiled_against(demo) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from postbuild_support import import_or_fail
+from postbuild_support import assert_built_for_target, assert_has_local_label, import_or_fail
 
 pytestmark = pytest.mark.postbuild
 
@@ -21,21 +21,13 @@ def demo_cuda():
 
 
 def test_arch_info_matches_target(demo_cuda, target) -> None:
-    info = demo_cuda.arch_info()
-    built = {a.split("-")[0] for a in info["cuda_architectures"]}
-    # CMAKE_CUDA_ARCHITECTURES form ("120-real") vs the target's (12, 0, "")
-    wanted = {f"{major}{minor}{suffix}" for major, minor, suffix in target.archs}
-    assert built == wanted, f"library built for {sorted(built)}, target asks {sorted(wanted)}"
-    if target.cuda:
-        assert info["cuda_version"].startswith(target.cuda.split(".")[0] + "."), info
+    assert_built_for_target(demo_cuda.arch_info(), target)
 
 
 def test_version_has_local_label(target) -> None:
     from importlib.metadata import version
 
-    v = version("demo-cuda")
-    if target.local_label:
-        assert v.endswith("+" + target.local_label), v
+    assert_has_local_label(version("demo-cuda"), target)
 
 
 @pytest.mark.gpu

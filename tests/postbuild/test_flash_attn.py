@@ -32,11 +32,6 @@ FLOOR = 1e-5
 
 
 @pytest.fixture(scope="module")
-def torch():
-    return import_or_fail("torch")
-
-
-@pytest.fixture(scope="module")
 def flash_attn(torch):
     return import_or_fail("flash_attn")
 

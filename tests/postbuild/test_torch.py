@@ -16,14 +16,8 @@ import re
 from importlib.metadata import requires
 
 import pytest
-from postbuild_support import import_or_fail
 
 pytestmark = pytest.mark.postbuild
-
-
-@pytest.fixture(scope="module")
-def torch():
-    return import_or_fail("torch")  # in the verify venv torch must import: a failure, not a skip
 
 
 @pytest.fixture()

@@ -11,14 +11,14 @@ torch's own ops depends on the torchaudio release, so lfilter alone would not pr
 from __future__ import annotations
 
 import pytest
-from postbuild_support import assert_pins_installed_torch, import_or_fail
+from postbuild_support import (
+    assert_has_local_label,
+    assert_pins_installed_torch,
+    assert_registers_cuda_kernel,
+    import_or_fail,
+)
 
 pytestmark = pytest.mark.postbuild
-
-
-@pytest.fixture(scope="module")
-def torch():
-    return import_or_fail("torch")
 
 
 @pytest.fixture(scope="module")
@@ -26,27 +26,19 @@ def torchaudio(torch):
     return import_or_fail("torchaudio")
 
 
-@pytest.fixture()
-def cuda(torch, gpu):
-    if not torch.cuda.is_available():
-        pytest.skip(f"torch.cuda.is_available() is False although {gpu.name} is present")
-    return torch.device("cuda", 0)
-
-
 def test_pins_the_installed_torch(torchaudio):
     assert_pins_installed_torch("torchaudio")
 
 
 def test_version_has_local_label(torchaudio, target):
-    if target.local_label:
-        assert torchaudio.__version__.endswith("+" + target.local_label), torchaudio.__version__
+    assert_has_local_label(torchaudio.__version__, target)
 
 
 @pytest.mark.parametrize("op", ["torchaudio::_lfilter_core_loop", "torchaudio::forced_align"])
 def test_cuda_kernels_are_registered(torch, torchaudio, op):
     import torchaudio.functional  # noqa: F401 - loads the extension that registers the ops
 
-    assert torch._C._dispatch_has_kernel_for_dispatch_key(op, "CUDA"), f"{op} has no CUDA kernel: built without CUDA?"
+    assert_registers_cuda_kernel(torch, op)
 
 
 @pytest.mark.gpu

@@ -11,14 +11,14 @@ Inputs are fresh random values every run (the seed is in the failure message).
 from __future__ import annotations
 
 import pytest
-from postbuild_support import assert_pins_installed_torch, import_or_fail
+from postbuild_support import (
+    assert_has_local_label,
+    assert_pins_installed_torch,
+    assert_registers_cuda_kernel,
+    import_or_fail,
+)
 
 pytestmark = pytest.mark.postbuild
-
-
-@pytest.fixture(scope="module")
-def torch():
-    return import_or_fail("torch")
 
 
 @pytest.fixture(scope="module")
@@ -26,26 +26,18 @@ def torchvision(torch):
     return import_or_fail("torchvision")
 
 
-@pytest.fixture()
-def cuda(torch, gpu):
-    if not torch.cuda.is_available():
-        pytest.skip(f"torch.cuda.is_available() is False although {gpu.name} is present")
-    return torch.device("cuda", 0)
-
-
 def test_pins_the_installed_torch(torchvision):
     assert_pins_installed_torch("torchvision")
 
 
 def test_version_has_local_label(torchvision, target):
-    if target.local_label:
-        assert torchvision.__version__.endswith("+" + target.local_label), torchvision.__version__
+    assert_has_local_label(torchvision.__version__, target)
 
 
 @pytest.mark.parametrize("op", ["torchvision::nms", "torchvision::roi_align"])
 def test_cuda_kernels_are_registered(torch, torchvision, op):
     # The ops library loads on import; a CPU-only build registers no CUDA kernel for them.
-    assert torch._C._dispatch_has_kernel_for_dispatch_key(op, "CUDA"), f"{op} has no CUDA kernel: built without CUDA?"
+    assert_registers_cuda_kernel(torch, op)
 
 
 def _boxes(torch, gen, n):

@@ -23,11 +23,6 @@ pytestmark = pytest.mark.postbuild
 
 
 @pytest.fixture(scope="module")
-def torch():
-    return import_or_fail("torch")
-
-
-@pytest.fixture(scope="module")
 def xformers(torch):
     return import_or_fail("xformers")
 

@@ -130,13 +130,18 @@ def _assert_contained(root: Path, allowed: tuple[str, ...], before: set[str]) ->
             assert Path(os.path.realpath(p)).is_relative_to(root / "scratch"), f"symlink {p} points outside: {os.readlink(p)}"
 
 
+def _write_archive(folder: Path, name: str, data: bytes) -> Path:
+    folder.mkdir()
+    archive = folder / name
+    archive.write_bytes(data)
+    return archive
+
+
 def _extract_case(case: tuple[str, bytes]) -> None:
     name, data = case
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        archive = root / "in" / name
-        archive.parent.mkdir()
-        archive.write_bytes(data)
+        archive = _write_archive(root / "in", name, data)
         before = _everything(root)
         try:
             check_archive(archive)
@@ -176,9 +181,7 @@ def test_fetch_caches_only_archives_that_pass(case: tuple[str, bytes]) -> None:
     name, data = case
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        archive = root / "upstream" / name
-        archive.parent.mkdir()
-        archive.write_bytes(data)
+        archive = _write_archive(root / "upstream", name, data)
         sha = hashlib.sha256(data).hexdigest()
         before = _everything(root)
         try:

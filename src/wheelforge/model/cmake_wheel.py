@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -121,20 +121,25 @@ def _bad(what: str, reason: str, hint: str) -> RecipeError:
     return RecipeError("cmake-wheel.invalid", f"{what}: {reason}", hint)
 
 
+def _parses(parse: Callable[[str], object], text: str) -> bool:
+    """``parse`` (packaging's Version or SpecifierSet) takes ``text`` without an error."""
+    try:
+        parse(text)
+    except (InvalidVersion, InvalidSpecifier):
+        return False
+    return True
+
+
 def check_spec(spec: CMakeWheelSpec) -> None:
     """Raise :class:`RecipeError` naming the field when the spec cannot make a sound wheel."""
     if not _DIST_NAME.match(spec.name):
         raise _bad("name", f"{spec.name!r} is not a distribution name", "use letters, digits and '-', e.g. llama-cpp-tools")
-    try:
-        Version(spec.version)
-    except InvalidVersion:
-        raise _bad("version", f"{spec.version!r} is not a PEP 440 version", "e.g. 11312+cu128.sm120") from None
+    if not _parses(Version, spec.version):
+        raise _bad("version", f"{spec.version!r} is not a PEP 440 version", "e.g. 11312+cu128.sm120")
     if not _IDENT.match(spec.package):
         raise _bad("package", f"{spec.package!r} is not a Python package name", "e.g. llama_cpp_tools")
-    try:
-        SpecifierSet(spec.requires_python)
-    except InvalidSpecifier:
-        raise _bad("requires_python", f"{spec.requires_python!r} is not a version range", "e.g. >=3.9") from None
+    if not _parses(SpecifierSet, spec.requires_python):
+        raise _bad("requires_python", f"{spec.requires_python!r} is not a version range", "e.g. >=3.9")
     for dest in spec.python_files.values():
         if not _REL_PATH.match(dest) or ".." in dest.split("/"):
             raise _bad("python_files", f"{dest!r} must be a relative path inside the package", "e.g. convert/convert_hf_to_gguf.py")

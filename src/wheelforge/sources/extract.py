@@ -24,6 +24,8 @@ import tarfile
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from wheelforge.model.errors import ExtractionError
@@ -283,8 +285,21 @@ def _write_failed(archive: Path, scratch: Path, exc: BaseException) -> Extractio
                            f"check the free space and permissions of {scratch.parent}")
 
 
-def _extract_tar(archive: Path, scratch: Path) -> None:
+@contextmanager
+def _extraction_errors(archive: Path, scratch: Path) -> Iterator[None]:
+    """Our own refusals pass through; an OSError is the scratch side failing, anything else a damaged archive."""
     try:
+        yield
+    except ExtractionError:
+        raise
+    except OSError as exc:
+        raise _write_failed(archive, scratch, exc) from None
+    except _READ_ERRORS as exc:
+        raise _damaged(archive.name, _reason(exc)) from None
+
+
+def _extract_tar(archive: Path, scratch: Path) -> None:
+    with _extraction_errors(archive, scratch):
         with tarfile.open(archive, "r:*") as tf:
             members = tf.getmembers()
             check_tar_members(archive, members)  # the members written are the members checked
@@ -294,16 +309,10 @@ def _extract_tar(archive: Path, scratch: Path) -> None:
                 tf.extractall(scratch, members=members, filter="data")
             except tarfile.FilterError as exc:
                 raise _refuse(archive.name, exc.tarinfo.name, f"tarfile data filter: {exc}") from None
-    except ExtractionError:
-        raise
-    except OSError as exc:
-        raise _write_failed(archive, scratch, exc) from None
-    except _READ_ERRORS as exc:
-        raise _damaged(archive.name, _reason(exc)) from None
 
 
 def _extract_zip(archive: Path, scratch: Path) -> None:
-    try:
+    with _extraction_errors(archive, scratch):
         with zipfile.ZipFile(archive) as zf:
             infos = zf.infolist()
             check_zip_members(archive, infos)
@@ -317,9 +326,3 @@ def _extract_zip(archive: Path, scratch: Path) -> None:
                     shutil.copyfileobj(src, dst, 1 << 20)
                 if (info.external_attr >> 16) & 0o111:
                     target.chmod(0o755)  # zipfile drops modes; build scripts need their x bit
-    except ExtractionError:
-        raise
-    except OSError as exc:
-        raise _write_failed(archive, scratch, exc) from None
-    except _READ_ERRORS as exc:
-        raise _damaged(archive.name, _reason(exc)) from None
