@@ -271,8 +271,9 @@ do_workflow() {
         run llama-convert-hf-to-gguf tiny-llama-hf --outfile tiny-llama-f16.gguf --outtype f16
         run llama-quantize tiny-llama-f16.gguf tiny-llama-Q4_K_M.gguf Q4_K_M
         port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-        echo "\$ llama-server -m tiny-llama-Q4_K_M.gguf -ngl 99 --host 127.0.0.1 --port $port &"
-        llama-server -m tiny-llama-Q4_K_M.gguf -ngl 99 --host 127.0.0.1 --port "$port" > server.log 2>&1 &
+        # -lv 4: the default verbosity hides load_tensors' "offloaded N/N layers to GPU" line
+        echo "\$ llama-server -m tiny-llama-Q4_K_M.gguf -ngl 99 -lv 4 --host 127.0.0.1 --port $port &"
+        llama-server -m tiny-llama-Q4_K_M.gguf -ngl 99 -lv 4 --host 127.0.0.1 --port "$port" > server.log 2>&1 &
         spid=$!
         for _ in $(seq 240); do curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break; sleep 0.5; done
         run curl -s "http://127.0.0.1:$port/health"; echo
