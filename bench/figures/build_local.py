@@ -116,7 +116,7 @@ def plan_json(env: dict[str, str], wheelhouse: Path) -> dict[str, Any]:
 
 def manual_command(plan: dict[str, Any], src: Path, out: Path) -> tuple[list[str], dict[str, str]]:
     """The plan's compile command and env, pointed at ``src``/``out``, with no compiler launcher."""
-    compile_cmds = [c for c in plan["commands"] if c["phase"] == "compile"]
+    compile_cmds = [c for step in plan["steps"] if step["name"] == "compile" for c in step["commands"]]
     if len(compile_cmds) != 1:
         raise RuntimeError(f"the {RECIPE} plan has {len(compile_cmds)} compile commands, expected 1")
     argv = list(compile_cmds[0]["argv"])
@@ -243,7 +243,8 @@ def _measure(work: Path) -> list[dict[str, Any]]:
 
     # ---- 1. no-op rebuild (default: isolated build env, like a user's first `invoke build demo-cuda`)
     wh1 = work / "wh-noop"
-    prime = _check(timed_run(wf_build(wh1, "--compiler-cache", "none", "--no-verify"), env=env, cwd=REPO,
+    # verified, not --no-verify: an unverified entry is never up to date (the next build verifies it)
+    prime = _check(timed_run(wf_build(wh1, "--compiler-cache", "none"), env=env, cwd=REPO,
                              log=work / "prime.log"), "priming build")
     noop_cmd = wf_build(wh1)
     warmup = _check(timed_run(noop_cmd, env=env, cwd=REPO, log=work / "noop0.log"), "no-op build")
