@@ -129,9 +129,10 @@ def test_jobs_line_and_manual_command(tmp_path):
     assert build_local.jobs_line("x\n# jobs: 2 jobs = min(2 cores, 21.9 GiB free)\n")[0] == 2
     assert build_local.jobs_line("nothing") == (None, "")
     plan = {"env": {"CMAKE_ARGS": "-DX=1", "CMAKE_CUDA_COMPILER_LAUNCHER": "/usr/bin/sccache"},
-            "commands": [{"phase": "env", "argv": ["python3", "-m", "venv", "e"]},
-                         {"phase": "compile", "argv": ["py", "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                                                       "--wheel-dir", "/scratch/out", "/scratch/src"]}]}
+            "steps": [{"name": "env", "action": "run", "commands": [{"argv": ["python3", "-m", "venv", "e"]}]},
+                      {"name": "compile", "action": "run",
+                       "commands": [{"argv": ["py", "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                                              "--wheel-dir", "{work}/out", "{work}/src"]}]}]}
     argv, env = build_local.manual_command(plan, tmp_path / "src", tmp_path / "out")
     assert argv[-1] == str(tmp_path / "src") and argv[argv.index("--wheel-dir") + 1] == str(tmp_path / "out")
     assert env == {"CMAKE_ARGS": "-DX=1"}  # the manual build runs without a compiler cache
